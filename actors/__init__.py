@@ -1,0 +1,21 @@
+"""The job types. ``dramatiq actors`` imports this package to run them all.
+
+One module per job type (payload model and actor); ``base`` and ``commands``
+hold what they share. Importing the broker first binds every actor to it.
+"""
+
+import broker  # noqa: F401  (sets the global broker before any actor is declared)
+
+from .analyze_codebase import analyze_codebase
+from .cleanup_container import cleanup_container
+from .execute_fix import execute_fix
+from .process_bug_report import process_bug_report
+from .send_notification import send_notification
+
+__all__ = [
+    "analyze_codebase",
+    "cleanup_container",
+    "execute_fix",
+    "process_bug_report",
+    "send_notification",
+]

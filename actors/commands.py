@@ -1,0 +1,114 @@
+"""Run an external command inside a job, bounded by the job's time limit.
+
+Dramatiq's TimeLimit raises an exception in the worker thread, but only between
+Python bytecodes: a thread blocked in ``subprocess.run`` is not interrupted until
+the child exits, and the child (and its children) would outlive the job. Here the
+command runs in its own process group, is waited on in short slices, and the
+whole group is killed when the deadline passes or the job is interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import seconds_left
+
+# Grace between SIGTERM and SIGKILL for the process group.
+TERMINATE_GRACE = 5.0
+_SLICE = 0.2
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    args: Sequence[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class CommandTimeout(TimeoutError):
+    """The command outlived its timeout; its whole process group was killed."""
+
+    def __init__(self, args: Sequence[str], timeout: float, stdout: str, stderr: str) -> None:
+        super().__init__(f"{args[0]} killed after {timeout:.1f}s")
+        self.stdout, self.stderr = stdout, stderr
+
+
+def run_command(
+    args: Sequence[str],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> CommandResult:
+    """Run ``args`` and return its exit code and output.
+
+    ``timeout`` defaults to what remains of the running job's time limit (no
+    limit outside a job). Any exception while waiting, the job's own time limit
+    included, kills the command's process group before propagating.
+
+    Raises:
+        CommandTimeout: the command was still running at the timeout.
+    """
+    if timeout is None:
+        timeout = seconds_left()
+    proc = subprocess.Popen(
+        list(args), cwd=cwd, env=None if env is None else dict(env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, killed as one
+    )
+    waited = 0.0
+    try:
+        while True:
+            try:
+                stdout, stderr = proc.communicate(timeout=_SLICE)
+                return CommandResult(args, proc.returncode, stdout, stderr)
+            except subprocess.TimeoutExpired:
+                waited += _SLICE
+                if timeout is not None and waited >= timeout:
+                    stdout, stderr = _kill_group(proc)
+                    raise CommandTimeout(args, timeout, stdout, stderr) from None
+    except BaseException:
+        if proc.poll() is None or _group_alive(proc.pid):
+            _kill_group(proc)
+        raise
+
+
+def _kill_group(proc: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM the group, then SIGKILL whatever is left after the grace period."""
+    output: tuple[str, str] | None = None
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        output = proc.communicate(timeout=TERMINATE_GRACE)
+    except subprocess.TimeoutExpired:
+        pass
+    if output is None or _group_alive(proc.pid):
+        _signal_group(proc.pid, signal.SIGKILL)
+        try:
+            output = proc.communicate(timeout=TERMINATE_GRACE)
+        except subprocess.TimeoutExpired:  # a process that left the group holds the pipe
+            proc.kill()
+    stdout, stderr = output or ("", "")
+    return stdout or "", stderr or ""
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a member we may not signal
+        return True
+    return True

@@ -1,0 +1,55 @@
+"""The job system's Dramatiq broker: PostgreSQL, configured from ``settings``.
+
+Importing this module sets Dramatiq's global broker, so actors declared after it
+bind to PostgreSQL. The middleware stack is the list below, in order.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+from dramatiq.results import Results
+
+from embedded import database_url
+from pgbroker import PostgresBroker, PostgresResults
+from settings import Settings, settings
+
+
+def build_broker(config: Settings) -> PostgresBroker:
+    """A broker for ``config``; opens no connection until first used."""
+    middleware = [
+        AgeLimit(),
+        # Actors set their own limits from the policy table; 10 min otherwise.
+        TimeLimit(),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        # Actors set their own retries and backoff from the policy table.
+        Retries(),
+        CurrentMessage(),
+    ]
+    broker = PostgresBroker(
+        url=database_url(config),
+        schema=config.schema_name,
+        middleware=middleware,
+        pool_size=config.pool_size,
+        enqueue_timeout=config.enqueue_timeout.total_seconds(),
+        lease_timeout=config.lease_timeout.total_seconds(),
+        heartbeat_interval=config.heartbeat_interval.total_seconds(),
+        poll_interval=config.poll_interval.total_seconds(),
+        max_rescues=config.max_rescues,
+    )
+    broker.add_middleware(Results(backend=PostgresResults(broker)))
+    return broker
+
+
+broker = build_broker(settings)
+dramatiq.set_broker(broker)

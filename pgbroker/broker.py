@@ -1,0 +1,445 @@
+"""A dramatiq-pg broker that claims with SKIP LOCKED and keeps jobs on leases.
+
+It keeps dramatiq-pg's table (``<schema>.queue``) and message format, and
+replaces what dramatiq-pg 0.12 was seen to get wrong (see
+``shared/research/dramatiq-pitfalls.md``):
+
+* claims are bounded batches with ``FOR UPDATE SKIP LOCKED``, best priority
+  first, instead of one session advisory lock per message (which filled the lock
+  table and stalled workers) and a read of the whole queue;
+* a running job holds a lease renewed by a heartbeat; a dead worker's jobs are
+  rescued when the lease lapses, not by a random rescan minutes later;
+* NOTIFY only wakes consumers up; they also poll, so nothing waits on luck;
+* delays and retry backoffs are a due time on the row, not a worker's memory;
+* ``send()`` gives up after ``enqueue_timeout`` with a clear error, and can
+  enqueue on the caller's connection, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import dramatiq_pg
+import psycopg2
+from dramatiq.broker import MessageProxy
+from dramatiq.message import Message
+from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import execute_values
+
+from . import migrations
+from .consumer import PostgresConsumer
+from .db import DISCONNECTS, Pool, mask_url
+from .errors import EnqueueError, EnqueueTimeout, InvalidMessage
+from .leases import Inflight, LeaseKeeper
+from .listener import Listener
+from .queries import channel_prefix, queries
+from .results import PostgresResults
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# PostgreSQL truncates identifiers, NOTIFY channels included, past 63 bytes.
+MAX_CHANNEL_BYTES = 63
+# One enqueue statement never carries more rows than this.
+ENQUEUE_PAGE_SIZE = 1000
+RESCUE_BATCH = 500
+_ENQUEUE_ROW = "(%s, %s, 'queued', %s::jsonb, %s, now() + %s * interval '1 millisecond', %s)"
+
+
+class PostgresBroker(dramatiq_pg.PostgresBroker):
+    """Dramatiq broker on PostgreSQL. Creates its schema on first use.
+
+    Parameters:
+        url: libpq connection URL. Workers need a direct or session-mode
+            connection (they LISTEN); producers may go through a
+            transaction-mode pooler.
+        schema: schema of the queue table.
+        middleware: the full middleware list, as for any dramatiq broker.
+        pool_size: connections this process may open.
+        enqueue_timeout: seconds ``send()`` may wait for the database.
+        lease_timeout: seconds after which a job whose worker stopped renewing
+            its lease is run again elsewhere.
+        heartbeat_interval: seconds between lease renewals (and rescues).
+        poll_interval: seconds between claims when no NOTIFY arrives.
+        max_rescues: times a job may lose its worker before it is dead-lettered.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        schema: str = "dramatiq",
+        middleware: list | None = None,
+        pool_size: int = 20,
+        enqueue_timeout: float = 5.0,
+        lease_timeout: float = 20.0,
+        heartbeat_interval: float = 5.0,
+        poll_interval: float = 1.0,
+        max_rescues: int = 3,
+    ) -> None:
+        pool = Pool(url, size=pool_size)
+        # results=False: our results backend replaces dramatiq-pg's (see results.py).
+        super().__init__(pool=pool, results=False, schema=schema, prefix="", middleware=middleware)
+        self.pool: Pool = pool
+        self.url = url
+        self.schema = schema
+        self.queries = queries(schema)
+        self.enqueue_timeout = enqueue_timeout
+        self.lease_timeout = lease_timeout
+        self.poll_interval = poll_interval
+        self.max_rescues = max_rescues
+        # The worker options this broker enforces itself.
+        self.actor_options.add("concurrency")
+
+        self.listener = Listener(url)
+        self.inflight = Inflight(on_release=self._wake_queue)
+        self.leases = LeaseKeeper(
+            interval=heartbeat_interval,
+            renew=self.renew_leases,
+            rescue=self.rescue_expired,
+            inflight=self.inflight,
+        )
+        self.draining = False
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+        self._owner: tuple[int, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresBroker({mask_url(self.url)!r}, schema={self.schema!r})"
+
+    # -- identity and names ------------------------------------------------
+
+    @property
+    def owner(self) -> str:
+        """This process's name on the leases it takes: host, pid and a nonce."""
+        pid = os.getpid()
+        if self._owner is None or self._owner[0] != pid:
+            self._owner = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}")
+        return self._owner[1]
+
+    def channel(self, queue_name: str) -> str:
+        return channel_prefix(self.schema) + queue_name
+
+    def declare_queue(self, queue_name: str) -> None:
+        """Declare a queue, refusing names too long for a NOTIFY channel.
+
+        Unlike dramatiq-pg, no ".DQ" delay queue is declared: delayed messages
+        wait in the table with a due time, so no consumer is needed for them.
+        """
+        if queue_name in self.queues:
+            return
+        size = len(self.channel(queue_name).encode("utf-8"))
+        if size > MAX_CHANNEL_BYTES:
+            raise ValueError(
+                f"queue name {queue_name!r} is too long: its channel "
+                f"{self.channel(queue_name)!r} has {size} bytes, PostgreSQL allows "
+                f"{MAX_CHANNEL_BYTES}"
+            )
+        self.emit_before("declare_queue", queue_name)
+        self.queues[queue_name] = True
+        self.emit_after("declare_queue", queue_name)
+
+    def queue_limit(self, queue_name: str) -> int | None:
+        """The lowest ``concurrency`` option of the queue's actors, if any sets one."""
+        caps = [
+            actor.options["concurrency"]
+            for actor in self.actors.values()
+            if actor.queue_name == queue_name and actor.options.get("concurrency")
+        ]
+        return min(caps) if caps else None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        if signal == "worker_shutdown":
+            # Stop claiming while running jobs finish.
+            self.draining = True
+            self.listener.wake_all()
+        super().emit_before(signal, *args, **kwargs)
+
+    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        if signal == "worker_boot":
+            self.ensure_schema()
+            self.draining = False
+            self.leases.start()
+        super().emit_after(signal, *args, **kwargs)
+        if signal == "worker_shutdown":
+            # After requeueing: what still runs keeps its lease until it lapses.
+            self.leases.stop()
+
+    def close(self) -> None:
+        self.leases.stop()
+        self.listener.stop()
+        self.pool.close()
+
+    def ensure_schema(self) -> None:
+        """Create or upgrade the schema once per process (safe to race)."""
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            with self.pool.connection(self.enqueue_timeout) as conn:
+                applied = migrations.migrate(conn, self.schema)
+            if applied:
+                logger.info("schema %s: applied %s", self.schema, [m.name for m in applied])
+            self._schema_ready = True
+
+    # -- producing ---------------------------------------------------------
+
+    def enqueue(
+        self, message: Message, *, delay: int | None = None, connection: Connection | None = None
+    ) -> Message:
+        """Store ``message``, due after ``delay`` ms.
+
+        With ``connection``, the message is written on that connection and
+        becomes visible when the caller commits (and vanishes if it rolls back).
+
+        Raises:
+            InvalidMessage: the message cannot be stored as JSON.
+            EnqueueTimeout: the database could not be reached in time.
+            EnqueueError: the database refused the message.
+        """
+        self.enqueue_many([message], delay=delay, connection=connection)
+        return message
+
+    def enqueue_many(
+        self,
+        messages: Sequence[Message],
+        *,
+        delay: int | None = None,
+        connection: Connection | None = None,
+    ) -> list[Message]:
+        """Store many messages in one round trip (per 1,000) and one transaction."""
+        for message in messages:
+            self.emit_before("enqueue", message, delay)
+        rows = [self._row(message, delay) for message in messages]
+
+        def insert(cur: Cursor) -> None:
+            execute_values(
+                cur, self.queries["enqueue"], rows, template=_ENQUEUE_ROW,
+                page_size=ENQUEUE_PAGE_SIZE,
+            )
+
+        what = f"{len(rows)} message(s) to {sorted({m.queue_name for m in messages})}"
+        if connection is not None:
+            self.ensure_schema()
+            with connection.cursor() as cur:
+                insert(cur)
+        else:
+            self._with_deadline(what, insert)
+        for message in messages:
+            self.emit_after("enqueue", message, delay)
+        return list(messages)
+
+    def _row(self, message: Message, delay: int | None) -> tuple:
+        if message.queue_name not in self.queues:
+            self.declare_queue(message.queue_name)
+        actor = self.actors.get(message.actor_name)
+        retried_after = message.options.get("traceback")
+        return (
+            message.message_id,
+            message.queue_name,
+            encode(message),
+            actor.priority if actor is not None else 0,
+            max(int(delay or 0), 0),
+            last_line(retried_after) if retried_after else None,
+        )
+
+    def _with_deadline(self, what: str, work: Callable[[Cursor], T]) -> T:
+        """Run ``work`` in a transaction, retrying lost connections until the deadline."""
+        deadline = time.monotonic() + self.enqueue_timeout
+        pause = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                self.ensure_schema()
+                with self.pool.connection(max(remaining, 0.01)) as conn:
+                    with conn, conn.cursor() as cur:
+                        return work(cur)
+            except DISCONNECTS as error:
+                remaining = deadline - time.monotonic()
+                if remaining <= pause:
+                    raise EnqueueTimeout(
+                        f"could not enqueue {what} within {self.enqueue_timeout:g}s: "
+                        f"database unreachable ({str(error).strip()})"
+                    ) from error
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+            except psycopg2.Error as error:
+                raise EnqueueError(f"could not enqueue {what}: {str(error).strip()}") from error
+
+    # -- consuming ---------------------------------------------------------
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> PostgresConsumer:
+        self.ensure_schema()
+        cap = self.queue_limit(queue_name)
+        limit = min(prefetch, cap) if cap else prefetch
+        return PostgresConsumer(self, queue_name, limit=max(limit, 1), timeout_ms=timeout)
+
+    def get_declared_delay_queues(self) -> set[str]:
+        return set()
+
+    def claim(self, queue_name: str, limit: int) -> list[tuple[str, str]]:
+        """Lease up to ``limit`` due messages of ``queue_name``: [(id, message json)]."""
+        rows = self.fetch(
+            "claim", queue_name=queue_name, limit=limit, owner=self.owner,
+            lease_seconds=self.lease_timeout,
+        )
+        self.inflight.add(queue_name, (message_id for message_id, _ in rows))
+        return rows
+
+    def complete(self, message: MessageProxy) -> None:
+        try:
+            self.execute("ack", message_id=message.message_id, owner=self.owner)
+        finally:
+            self.inflight.discard(message.message_id)
+
+    def dead_letter(self, message: MessageProxy) -> None:
+        try:
+            self.execute(
+                "nack",
+                message_id=message.message_id,
+                owner=self.owner,
+                message=encode(message),
+                last_error=self._failure_of(message),
+            )
+        finally:
+            self.inflight.discard(message.message_id)
+
+    def _failure_of(self, message: MessageProxy) -> str:
+        exception = getattr(message, "_exception", None)
+        if exception is not None:
+            return f"{type(exception).__name__}: {exception}"
+        if message.actor_name not in self.actors:
+            return f"unknown actor {message.actor_name!r}: no worker on this queue defines it"
+        traceback = message.options.get("traceback")
+        return last_line(traceback) if traceback else "rejected"
+
+    def reject_undecodable(self, message_id: str, text: str, error: Exception) -> None:
+        logger.error("message %s cannot be decoded, dead-lettering it: %s", message_id, error)
+        try:
+            self.execute(
+                "nack", message_id=message_id, owner=self.owner, message=text,
+                last_error=f"undecodable message: {error}",
+            )
+        finally:
+            self.inflight.discard(message_id)
+
+    def requeue(self, queue_name: str, message_ids: list[str]) -> None:
+        try:
+            self.execute("requeue", message_ids=message_ids, owner=self.owner)
+        finally:
+            for message_id in message_ids:
+                self.inflight.discard(message_id)
+
+    def renew_leases(self, message_ids: list[str]) -> set[str]:
+        rows = self.fetch(
+            "renew_leases", message_ids=message_ids, owner=self.owner,
+            lease_seconds=self.lease_timeout,
+        )
+        return {message_id for (message_id,) in rows}
+
+    def rescue_expired(self) -> int:
+        """Return lapsed leases' messages to their queues. Returns how many."""
+        total = 0
+        while True:
+            rows = self.fetch("rescue_expired", limit=RESCUE_BATCH, max_rescues=self.max_rescues)
+            for message_id, queue_name, state in rows:
+                outcome = "dead-lettered" if state == "rejected" else "re-queued"
+                logger.warning("message %s on %s lost its worker: %s", message_id,
+                               queue_name, outcome)
+            total += len(rows)
+            if len(rows) < RESCUE_BATCH:
+                return total
+
+    def _wake_queue(self, queue_name: str) -> None:
+        self.listener.event(self.channel(queue_name)).set()
+
+    # -- plumbing ----------------------------------------------------------
+
+    def execute(self, name: str, **params: Any) -> int:
+        """Run named query ``name`` in its own transaction. Returns the row count."""
+        return self._run(name, params, lambda cur: cur.rowcount)
+
+    def fetch(self, name: str, **params: Any) -> list[tuple]:
+        """Run named query ``name`` in its own transaction. Returns its rows."""
+        return self._run(name, params, lambda cur: cur.fetchall())
+
+    def _run(self, name: str, params: dict[str, Any], result: Callable[[Cursor], T]) -> T:
+        self.ensure_schema()
+        with self.pool.connection(self.enqueue_timeout) as conn:
+            with conn, conn.cursor() as cur:
+                cur.execute(self.queries[name], params)
+                return result(cur)
+
+    # -- dramatiq's testing helpers ----------------------------------------
+
+    def flush(self, queue_name: str) -> None:
+        """Delete every message of ``queue_name``."""
+        self._with_deadline(
+            f"flush of {queue_name}",
+            lambda cur: cur.execute(
+                self.queries["flush"], {"queue_name": queue_name}
+            ),
+        )
+
+    def flush_all(self) -> None:
+        for queue_name in self.queues:
+            self.flush(queue_name)
+
+    def join(self, queue_name: str, *, timeout: int | None = None) -> None:
+        """Wait until ``queue_name`` has nothing queued or running.
+
+        Raises:
+            QueueJoinTimeout: after ``timeout`` ms.
+        """
+        from dramatiq.errors import QueueJoinTimeout
+
+        deadline = None if timeout is None else time.monotonic() + timeout / 1000
+        while True:
+            (pending,) = self.fetch("pending_count", queue_name=queue_name)[0]
+            if pending == 0:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise QueueJoinTimeout(queue_name)
+            time.sleep(0.05)
+
+
+def encode(message: Message | MessageProxy) -> str:
+    """The message as JSON text PostgreSQL accepts.
+
+    Raises:
+        InvalidMessage: NaN or infinity, a NUL character, or an object JSON
+            cannot represent (pass pydantic models as ``model_dump(mode="json")``).
+    """
+    fields = message.asdict() if isinstance(message, Message) else message._message.asdict()
+    try:
+        text = json.dumps(fields, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise InvalidMessage(
+            f"message for {message.actor_name!r} is not valid JSON: {error}"
+        ) from error
+    if "\\u0000" in text:
+        raise InvalidMessage(
+            f"message for {message.actor_name!r} contains a NUL character (\\u0000), "
+            "which PostgreSQL cannot store"
+        )
+    return text
+
+
+def last_line(traceback_text: str) -> str:
+    """The ``Type: message`` line that ends a formatted traceback."""
+    lines = [line for line in traceback_text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else traceback_text
+

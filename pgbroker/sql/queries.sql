@@ -1,0 +1,270 @@
+-- Every query of the broker, each under a "-- name --" header and a one-line
+-- description. {schema} is the quoted schema name, {channel_prefix} the quoted
+-- literal "<schema>." that NOTIFY channels start with; literal braces are doubled.
+-- States: queued (waiting, or delayed while available_at is in the future),
+-- consumed (running, leased to a worker), done, rejected (dead letter).
+
+-- enqueue --
+-- Insert messages (VALUES filled by execute_values), or re-queue an existing id:
+-- that is how dramatiq's Retries middleware sends a failed message back.
+WITH enqueued AS (
+    INSERT INTO {schema}."queue" AS q
+        (message_id, queue_name, "state", message, priority, available_at, last_error)
+    VALUES %s
+    ON CONFLICT (message_id) DO UPDATE
+    SET "state" = 'queued',
+        queue_name = EXCLUDED.queue_name,
+        message = EXCLUDED.message,
+        priority = EXCLUDED.priority,
+        available_at = EXCLUDED.available_at,
+        last_error = coalesce(EXCLUDED.last_error, q.last_error),
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        mtime = now()
+    RETURNING q.queue_name, q.available_at
+)
+-- One wake-up per queue with work due now; PostgreSQL also folds identical
+-- notifications of one transaction into one.
+SELECT pg_notify({channel_prefix} || queue_name, '')
+FROM (SELECT DISTINCT queue_name FROM enqueued WHERE available_at <= now()) AS due;
+
+-- claim --
+-- Lease up to %(limit)s due messages of one queue to this worker, best first.
+-- SKIP LOCKED lets consumers race without waiting on each other; the ORDER BY
+-- matches queue_claim_idx so the scan stops at the LIMIT.
+WITH due AS (
+    SELECT message_id
+    FROM {schema}."queue"
+    WHERE queue_name = %(queue_name)s
+      AND "state" = 'queued'
+      AND available_at <= now()
+    ORDER BY priority, available_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}."queue" AS q
+SET "state" = 'consumed',
+    lease_owner = %(owner)s,
+    lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
+    attempts = q.attempts + 1,
+    started_at = now(),
+    mtime = now()
+FROM due
+WHERE q.message_id = due.message_id
+RETURNING q.message_id::text, q.message::text;
+
+-- ack --
+-- Mark a message this worker ran as done. A message that Retries re-queued, or
+-- that another worker rescued after our lease ran out, is left alone.
+UPDATE {schema}."queue"
+SET "state" = 'done',
+    finished_at = now(),
+    mtime = now(),
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE message_id = %(message_id)s
+  AND "state" = 'consumed'
+  AND lease_owner = %(owner)s;
+
+-- nack --
+-- Dead-letter a message this worker holds, keeping the final message (its
+-- options carry dramatiq's traceback) and the error.
+UPDATE {schema}."queue"
+SET "state" = 'rejected',
+    message = %(message)s,
+    last_error = %(last_error)s,
+    finished_at = now(),
+    mtime = now(),
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE message_id = %(message_id)s
+  AND "state" = 'consumed'
+  AND lease_owner = %(owner)s;
+
+-- requeue --
+-- Give back messages this worker leased but never started (shutdown, consumer
+-- restart), returning the delivery they did not use, and wake the consumers.
+WITH requeued AS (
+    UPDATE {schema}."queue"
+    SET "state" = 'queued',
+        attempts = greatest(attempts - 1, 0),
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        mtime = now()
+    WHERE message_id = ANY(%(message_ids)s::uuid[])
+      AND "state" = 'consumed'
+      AND lease_owner = %(owner)s
+    RETURNING queue_name
+)
+SELECT pg_notify({channel_prefix} || queue_name, '')
+FROM (SELECT DISTINCT queue_name FROM requeued) AS woken;
+
+-- renew_leases --
+-- Heartbeat: push back the lease of every message this worker still holds.
+-- Returns the ones renewed; a missing id was finished, re-queued or rescued.
+UPDATE {schema}."queue"
+SET lease_expires_at = now() + %(lease_seconds)s * interval '1 second'
+WHERE message_id = ANY(%(message_ids)s::uuid[])
+  AND "state" = 'consumed'
+  AND lease_owner = %(owner)s
+RETURNING message_id::text;
+
+-- rescue_expired --
+-- Take back messages whose worker stopped renewing its lease (killed, frozen or
+-- cut off), in a bounded batch. A message that lost its worker more than
+-- %(max_rescues)s times is dead-lettered instead: it is probably what kills them.
+WITH expired AS (
+    SELECT message_id
+    FROM {schema}."queue"
+    WHERE "state" = 'consumed' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+rescued AS (
+    UPDATE {schema}."queue" AS q
+    SET "state" = CASE WHEN q.rescues >= %(max_rescues)s
+                       THEN 'rejected' ELSE 'queued' END::{schema}."state",
+        last_error = CASE WHEN q.rescues >= %(max_rescues)s
+                          THEN format('worker lost %%s times while running this job '
+                                      '(last holder: %%s)', q.rescues + 1, q.lease_owner)
+                          ELSE q.last_error END,
+        finished_at = CASE WHEN q.rescues >= %(max_rescues)s THEN now() END,
+        rescues = q.rescues + 1,
+        available_at = now(),
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        mtime = now()
+    FROM expired
+    WHERE q.message_id = expired.message_id
+    RETURNING q.message_id::text, q.queue_name, q."state"::text
+),
+woken AS (
+    SELECT pg_notify({channel_prefix} || queue_name, '')
+    FROM (SELECT DISTINCT queue_name FROM rescued WHERE "state" = 'queued') AS due
+)
+-- Joining woken makes PostgreSQL run it: a SELECT CTE nobody reads never runs.
+SELECT rescued.message_id, rescued.queue_name, rescued."state"
+FROM rescued LEFT JOIN (SELECT count(*) FROM woken) AS notified ON true;
+
+-- store_result --
+-- Keep an actor's return value on its message row until %(ttl_ms)s ms from now.
+UPDATE {schema}."queue"
+SET "result" = %(result)s,
+    result_ttl = now() + %(ttl_ms)s * interval '1 millisecond'
+WHERE message_id = %(message_id)s;
+
+-- get_result --
+-- An unexpired result, if the actor stored one.
+SELECT "result"::text
+FROM {schema}."queue"
+WHERE message_id = %(message_id)s
+  AND "result" IS NOT NULL
+  AND (result_ttl IS NULL OR result_ttl > now());
+
+-- job_by_id --
+-- Everything known about one message, for status lookups.
+SELECT message_id::text,
+       queue_name,
+       message ->> 'actor_name' AS actor_name,
+       CASE
+           WHEN "state" = 'queued' AND available_at > now() THEN 'delayed'
+           WHEN "state" = 'queued' THEN 'queued'
+           WHEN "state" = 'consumed' THEN 'running'
+           WHEN "state" = 'done' THEN 'done'
+           ELSE 'dead'
+       END AS state,
+       attempts,
+       coalesce((message #>> ARRAY['options', 'retries'])::int, 0) AS retries,
+       rescues,
+       priority,
+       message -> 'kwargs' AS payload,
+       last_error,
+       enqueued_at,
+       available_at,
+       started_at,
+       finished_at,
+       lease_owner,
+       lease_expires_at,
+       "result"::text AS result
+FROM {schema}."queue"
+WHERE message_id = %(message_id)s;
+
+-- dead_list --
+-- Dead letters, newest first, optionally of one queue.
+SELECT message_id::text,
+       queue_name,
+       message ->> 'actor_name' AS actor_name,
+       attempts,
+       last_error,
+       enqueued_at,
+       finished_at
+FROM {schema}."queue"
+WHERE "state" = 'rejected'
+  AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s)
+ORDER BY finished_at DESC NULLS LAST, message_id
+LIMIT %(limit)s;
+
+-- dead_replay --
+-- Send dead letters back to their queue as new: due now, attempts and dramatiq's
+-- retry count reset. Filters: one id, or a queue (NULL for all), in batches.
+WITH picked AS (
+    SELECT message_id
+    FROM {schema}."queue"
+    WHERE "state" = 'rejected'
+      AND (%(message_id)s::uuid IS NULL OR message_id = %(message_id)s::uuid)
+      AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s)
+    ORDER BY message_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+replayed AS (
+    UPDATE {schema}."queue" AS q
+    SET "state" = 'queued',
+        message = jsonb_set(
+            q.message #- ARRAY['options', 'traceback'] #- ARRAY['options', 'requeue_timestamp'],
+            ARRAY['options', 'retries'], '0'),
+        attempts = 0,
+        rescues = 0,
+        available_at = now(),
+        started_at = NULL,
+        finished_at = NULL,
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        mtime = now()
+    FROM picked
+    WHERE q.message_id = picked.message_id
+    RETURNING q.message_id::text, q.queue_name
+),
+woken AS (
+    SELECT pg_notify({channel_prefix} || queue_name, '')
+    FROM (SELECT DISTINCT queue_name FROM replayed) AS due
+)
+-- Joined for the same reason as in rescue_expired.
+SELECT replayed.message_id, replayed.queue_name
+FROM replayed LEFT JOIN (SELECT count(*) FROM woken) AS notified ON true;
+
+-- purge_finished --
+-- Delete up to %(limit)s finished messages in one state older than the cutoff;
+-- called in a loop so no single statement holds locks for long.
+WITH old AS (
+    SELECT message_id
+    FROM {schema}."queue"
+    WHERE "state" = %(state)s::{schema}."state"
+      AND mtime < now() - %(older_than_seconds)s * interval '1 second'
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {schema}."queue" AS q
+USING old
+WHERE q.message_id = old.message_id;
+
+-- pending_count --
+-- Messages of one queue still waiting, delayed or running (for join()).
+SELECT count(*)
+FROM {schema}."queue"
+WHERE queue_name = %(queue_name)s AND "state" IN ('queued', 'consumed');
+
+-- flush --
+-- Delete every message of one queue (dramatiq's flush(); tests and admin only).
+DELETE FROM {schema}."queue" WHERE queue_name = %(queue_name)s;

@@ -1,0 +1,243 @@
+"""Every setting of the job system, typed, in one place.
+
+Values come from the environment (prefix ``JOBS_``, nested fields joined by
+``__``) and from an optional ``.env`` file. ``DATABASE_URL`` is read without the
+prefix, as the spec and most platforms name it.
+
+The policy of each job type (retries, backoff, time limit, priority,
+concurrency) stands in the :class:`Policies` table below. Any single field can be
+overridden from the environment without restating the others, for example::
+
+    JOBS_POLICIES__EXECUTE_FIX__TIME_LIMIT=3600          # seconds
+    JOBS_POLICIES__SEND_NOTIFICATION__MAX_RETRIES=5
+
+Modules read ``settings`` from here and never ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "JOBS_"
+ENV_NESTED_DELIMITER = "__"
+
+
+
+def _seconds_from_env(value: Any) -> Any:
+    # The environment holds strings: accept "30" or "0.5" as seconds, as well as
+    # pydantic's "HH:MM:SS" and ISO 8601 ("PT45M") forms.
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+        return float(value)
+    return value
+
+
+PositiveSeconds = Annotated[timedelta, BeforeValidator(_seconds_from_env), Field(gt=timedelta(0))]
+
+
+class Priority(enum.IntEnum):
+    """Dramatiq priorities: a lower number runs first (the reverse of pg-boss)."""
+
+    HIGH = -10
+    NORMAL = 0
+    LOW = 10
+
+
+class JobPolicy(BaseModel):
+    """How one job type is retried, limited and scheduled.
+
+    ``max_retries`` counts retries, so a job runs at most ``max_retries + 1``
+    times. With ``backoff="exponential"`` the n-th retry waits about
+    ``first_retry_after * 2**(n-1)``; with ``"fixed"`` every retry waits about
+    ``first_retry_after``. Dramatiq jitters each wait to 50-100% of that value.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queue: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    max_retries: Annotated[int, Field(ge=0, le=100)]
+    first_retry_after: PositiveSeconds
+    backoff: Literal["exponential", "fixed"]
+    # Ceiling for exponential waits; pg-boss and Oban cap theirs too.
+    max_retry_after: PositiveSeconds = timedelta(hours=1)
+    time_limit: PositiveSeconds
+    priority: Priority = Priority.NORMAL
+    # How many jobs of this type one worker process runs at once (teamConcurrency).
+    concurrency: Annotated[int, Field(ge=1, le=1000)]
+
+    @property
+    def min_backoff_ms(self) -> int:
+        return _ms(self.first_retry_after)
+
+    @property
+    def max_backoff_ms(self) -> int:
+        if self.backoff == "fixed":
+            return self.min_backoff_ms
+        return max(_ms(self.max_retry_after), self.min_backoff_ms)
+
+    @property
+    def time_limit_ms(self) -> int:
+        return _ms(self.time_limit)
+
+
+def _ms(value: timedelta) -> int:
+    return int(value.total_seconds() * 1000)
+
+
+# The spec's policies (phase-0-job-queue.md, "Job Types"), one row per job type.
+DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
+    "process_bug_report": dict(
+        queue="process-bug-report", max_retries=3, first_retry_after=timedelta(seconds=30),
+        backoff="exponential", time_limit=timedelta(minutes=10), concurrency=5,
+    ),
+    "analyze_codebase": dict(
+        queue="analyze-codebase", max_retries=2, first_retry_after=timedelta(seconds=60),
+        backoff="exponential", time_limit=timedelta(minutes=30), concurrency=2,
+    ),
+    "execute_fix": dict(
+        queue="execute-fix", max_retries=3, first_retry_after=timedelta(seconds=60),
+        backoff="exponential", time_limit=timedelta(minutes=45), priority=Priority.HIGH,
+        concurrency=1,
+    ),
+    "cleanup_container": dict(
+        queue="cleanup-container", max_retries=5, first_retry_after=timedelta(seconds=10),
+        backoff="fixed", time_limit=timedelta(minutes=5), concurrency=5,
+    ),
+    "send_notification": dict(
+        queue="send-notification", max_retries=3, first_retry_after=timedelta(seconds=30),
+        backoff="fixed", time_limit=timedelta(minutes=60), concurrency=10,
+    ),
+}
+
+
+class Policies(BaseModel):
+    """The policy table, one field per job type (named as its actor)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    process_bug_report: JobPolicy
+    analyze_codebase: JobPolicy
+    execute_fix: JobPolicy
+    cleanup_container: JobPolicy
+    send_notification: JobPolicy
+
+    @model_validator(mode="before")
+    @classmethod
+    def _overlay_on_defaults(cls, data: Any) -> Any:
+        # The environment may set one field of one policy; merge it over the
+        # spec's row instead of requiring every field to be restated.
+        if not isinstance(data, dict):
+            return data
+        merged: dict[str, Any] = {}
+        for name, defaults in DEFAULT_POLICIES.items():
+            override = data.get(name, {})
+            if isinstance(override, JobPolicy):
+                override = override.model_dump()
+            if not isinstance(override, dict):
+                merged[name] = override
+                continue
+            merged[name] = {**defaults, **{k.lower(): v for k, v in override.items()}}
+        merged.update({k: v for k, v in data.items() if k not in DEFAULT_POLICIES})
+        return merged
+
+    def by_actor(self) -> dict[str, JobPolicy]:
+        return {name: getattr(self, name) for name in DEFAULT_POLICIES}
+
+
+class Settings(BaseSettings):
+    """The job system's configuration, read once at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # None means: start (or join) the embedded PostgreSQL in ``embedded_data_dir``.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "JOBS_DATABASE_URL")
+    )
+    embedded_data_dir: Path = Path(".pgdata")
+    # PostgreSQL schema holding dramatiq-pg's queue table and ours.
+    schema_name: Annotated[str, Field(min_length=1, max_length=30)] = "dramatiq"
+
+    # Producers: the longest send() may wait for the database before it raises.
+    enqueue_timeout: PositiveSeconds = timedelta(seconds=5)
+    # Connections one process may open (producers, consumers, acks share them).
+    pool_size: Annotated[int, Field(ge=2, le=200)] = 20
+
+    # Liveness: a running job's lease is renewed every ``heartbeat_interval``;
+    # a job whose lease is older than ``lease_timeout`` belonged to a dead
+    # worker and is run again.
+    heartbeat_interval: PositiveSeconds = timedelta(seconds=5)
+    lease_timeout: PositiveSeconds = timedelta(seconds=20)
+    # A job whose worker died this many times is dead-lettered, not rescued again.
+    max_rescues: Annotated[int, Field(ge=0)] = 3
+    # Consumers look for due jobs at least this often even without a NOTIFY.
+    poll_interval: PositiveSeconds = timedelta(seconds=1)
+
+    # Retention (archiveCompletedAfterSeconds / deleteAfterDays in pg-boss terms).
+    keep_done_for: PositiveSeconds = timedelta(days=7)
+    keep_dead_for: PositiveSeconds = timedelta(days=30)
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9191
+
+    # Slack-compatible webhook told about dead jobs; unset means no alerts.
+    alert_webhook_url: str | None = None
+
+    policies: Policies = Field(default_factory=lambda: Policies.model_validate({}))
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> Settings:
+        if self.lease_timeout < 2 * self.heartbeat_interval:
+            raise ValueError(
+                "lease_timeout must be at least twice heartbeat_interval, "
+                "or live jobs would be rescued between two heartbeats"
+            )
+        return self
+
+
+class SettingsError(RuntimeError):
+    """Raised when the environment holds a setting that does not validate."""
+
+
+def env_name(location: tuple[str | int, ...]) -> str:
+    """The environment variable that sets the field at ``location``."""
+    if location and location[0] == "database_url":
+        return "DATABASE_URL"
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part).upper() for part in location)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment.
+
+    Raises:
+        SettingsError: naming each environment variable whose value is invalid.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = [
+            f"{env_name(tuple(e['loc']))}: {e['msg']}" for e in error.errors(include_url=False)
+        ]
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+settings = load_settings()
