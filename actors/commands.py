@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+
 from .base import seconds_left
 
 # Grace between SIGTERM and SIGKILL for the process group.
@@ -53,9 +55,11 @@ def run_command(
     included, kills the command's process group before propagating.
 
     Raises:
-        CommandTimeout: the command was still running at the timeout.
+        CommandTimeout: the command was still running at ``timeout``.
+        TimeLimitExceeded: it was still running at the job's time limit.
     """
-    if timeout is None:
+    at_job_limit = timeout is None
+    if at_job_limit:
         timeout = seconds_left()
     proc = subprocess.Popen(
         list(args), cwd=cwd, env=None if env is None else dict(env),
@@ -72,6 +76,8 @@ def run_command(
                 waited += _SLICE
                 if timeout is not None and waited >= timeout:
                     stdout, stderr = _kill_group(proc)
+                    if at_job_limit:
+                        raise TimeLimitExceeded(f"{args[0]} killed at the job's time limit")
                     raise CommandTimeout(args, timeout, stdout, stderr) from None
     except BaseException:
         if proc.poll() is None or _group_alive(proc.pid):

@@ -268,3 +268,19 @@ WHERE queue_name = %(queue_name)s AND "state" IN ('queued', 'consumed');
 -- flush --
 -- Delete every message of one queue (dramatiq's flush(); tests and admin only).
 DELETE FROM {schema}."queue" WHERE queue_name = %(queue_name)s;
+
+-- queue_stats --
+-- Messages per queue and state, with the oldest waiting one's age in seconds.
+SELECT queue_name,
+       CASE
+           WHEN "state" = 'queued' AND available_at > now() THEN 'delayed'
+           WHEN "state" = 'queued' THEN 'queued'
+           WHEN "state" = 'consumed' THEN 'running'
+           WHEN "state" = 'done' THEN 'done'
+           ELSE 'dead'
+       END AS state,
+       count(*) AS messages,
+       extract(epoch FROM now() - min(available_at))::float8 AS oldest_seconds
+FROM {schema}."queue"
+GROUP BY 1, 2
+ORDER BY 1, 2;
