@@ -220,7 +220,9 @@ class SettingsError(RuntimeError):
 
 def env_name(location: tuple[str | int, ...]) -> str:
     """The environment variable that sets the field at ``location``."""
-    if location and location[0] == "database_url":
+    if not location:
+        return "settings"  # a rule between fields; the message names them
+    if location[0] == "database_url":
         return "DATABASE_URL"
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part).upper() for part in location)
 

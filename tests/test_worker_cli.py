@@ -1,0 +1,24 @@
+"""`dramatiq actors`, run as users run it, processes real jobs."""
+
+from __future__ import annotations
+
+import uuid
+
+from actors import process_bug_report
+from pgbroker.jobs import get_job
+from tests.support import wait_for
+
+
+def test_dramatiq_actors_started_as_a_subprocess_processes_a_job(cli_worker):
+    worker = cli_worker("actors", threads=2)
+    worker.wait_ready()
+    bug = uuid.uuid4()
+
+    message = process_bug_report.send(bug_report_id=str(bug))
+
+    assert message.get_result(block=True, timeout=15_000) == {
+        "bug_report_id": str(bug), "status": "PARSED",
+    }
+    job = wait_for(lambda: (j := get_job(message.message_id)).state == "done" and j)
+    assert job.lease_owner is None and job.attempts == 1
+    assert worker.stop() == 0
