@@ -90,7 +90,7 @@ def run_demo(actors, *, once: bool, worker: subprocess.Popen) -> int:
         for message_id in list(pending):
             job = get_job(message_id)
             if job.state in ("done", "dead"):
-                took = (job.finished_at - job.enqueued_at).total_seconds()
+                took = ((job.finished_at or job.enqueued_at) - job.enqueued_at).total_seconds()
                 print(f"{job.state:<10} {job.queue_name:<20} {message_id}  {took * 1000:6.0f} ms"
                       f"  -> {job.result or job.last_error}")
                 del pending[message_id]

@@ -26,7 +26,7 @@ STAMP = VENV / ".pts-jobs-installed"
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may run on any python3
         sys.exit(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}")
     if not PYTHON.exists():
         print("creating .venv ...", flush=True)
@@ -47,18 +47,18 @@ def run(command: list, **kwargs) -> None:
 
 def main() -> None:
     commands = {
-        "up": lambda extra: run([PYTHON, "demo.py", *extra]),
-        "test": lambda extra: run([PYTHON, "-m", "pytest", *extra]),
-        "lint": lambda extra: (
-            run([PYTHON, "-m", "ruff", "check", ".", *extra]),
-            run([PYTHON, "-m", "mypy", "."]),
-        ),
+        "up": [[PYTHON, "demo.py"]],
+        "test": [[PYTHON, "-m", "pytest"]],
+        "lint": [[PYTHON, "-m", "ruff", "check", "."], [PYTHON, "-m", "mypy", "."]],
     }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     ensure_venv()
+    steps = commands[sys.argv[1]]
     try:
-        commands[sys.argv[1]](sys.argv[2:])
+        for step in steps[:-1]:
+            run(step)
+        run([*steps[-1], *sys.argv[2:]])
     except KeyboardInterrupt:
         sys.exit(130)
 

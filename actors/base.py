@@ -30,6 +30,7 @@ from psycopg2.extensions import connection as Connection
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from pgbroker import PostgresBroker
 from settings import JobPolicy, settings
 
 P = TypeVar("P", bound="Payload")
@@ -121,14 +122,19 @@ class JobActor(dramatiq.Actor, Generic[P]):
     def send_many(self, payloads: Iterable[Mapping[str, Any] | P]) -> list[Message]:
         """Enqueue many jobs in one round trip; all are validated first."""
         messages = [
-            self.message(p) if isinstance(p, self.payload_model) else self.message(**p)
-            for p in payloads
+            self.message(p) if isinstance(p, BaseModel) else self.message(**p) for p in payloads
         ]
-        return self.broker.enqueue_many(messages)
+        return self._pg_broker.enqueue_many(messages)
 
     def send_in_transaction(self, connection: Connection, /, *args: Any, **kwargs: Any) -> Message:
         """Enqueue on ``connection``: the job exists once, and only if, its caller commits."""
-        return self.broker.enqueue(self.message(*args, **kwargs), connection=connection)
+        return self._pg_broker.enqueue(self.message(*args, **kwargs), connection=connection)
+
+    @property
+    def _pg_broker(self) -> PostgresBroker:
+        if not isinstance(self.broker, PostgresBroker):
+            raise TypeError(f"{self.actor_name} is not bound to a PostgresBroker")
+        return self.broker
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         payload = self.validate(args, kwargs)

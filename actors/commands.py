@@ -9,6 +9,7 @@ whole group is killed when the deadline passes or the job is interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,7 +78,9 @@ def run_command(
                 if timeout is not None and waited >= timeout:
                     stdout, stderr = _kill_group(proc)
                     if at_job_limit:
-                        raise TimeLimitExceeded(f"{args[0]} killed at the job's time limit")
+                        raise TimeLimitExceeded(
+                            f"{args[0]} killed at the job's time limit"
+                        ) from None
                     raise CommandTimeout(args, timeout, stdout, stderr) from None
     except BaseException:
         if proc.poll() is None or _group_alive(proc.pid):
@@ -89,10 +92,8 @@ def _kill_group(proc: subprocess.Popen) -> tuple[str, str]:
     """SIGTERM the group, then SIGKILL whatever is left after the grace period."""
     output: tuple[str, str] | None = None
     _signal_group(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         output = proc.communicate(timeout=TERMINATE_GRACE)
-    except subprocess.TimeoutExpired:
-        pass
     if output is None or _group_alive(proc.pid):
         _signal_group(proc.pid, signal.SIGKILL)
         try:
@@ -104,10 +105,8 @@ def _kill_group(proc: subprocess.Popen) -> tuple[str, str]:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _group_alive(pgid: int) -> bool:

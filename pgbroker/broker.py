@@ -42,7 +42,6 @@ from .errors import EnqueueError, EnqueueTimeout, InvalidMessage
 from .leases import Inflight, LeaseKeeper
 from .listener import Listener
 from .queries import channel_prefix, queries
-from .results import PostgresResults
 
 logger = logging.getLogger(__name__)
 
@@ -264,9 +263,12 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             remaining = deadline - time.monotonic()
             try:
                 self.ensure_schema()
-                with self.pool.connection(max(remaining, 0.01)) as conn:
-                    with conn, conn.cursor() as cur:
-                        return work(cur)
+                with (
+                    self.pool.connection(max(remaining, 0.01)) as conn,
+                    conn,
+                    conn.cursor() as cur,
+                ):
+                    return work(cur)
             except DISCONNECTS as error:
                 remaining = deadline - time.monotonic()
                 if remaining <= pause:
@@ -378,10 +380,9 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
 
     def _run(self, name: str, params: dict[str, Any], result: Callable[[Cursor], T]) -> T:
         self.ensure_schema()
-        with self.pool.connection(self.enqueue_timeout) as conn:
-            with conn, conn.cursor() as cur:
-                cur.execute(self.queries[name], params)
-                return result(cur)
+        with self.pool.connection(self.enqueue_timeout) as conn, conn, conn.cursor() as cur:
+            cur.execute(self.queries[name], params)
+            return result(cur)
 
     # -- dramatiq's testing helpers ----------------------------------------
 

@@ -105,7 +105,7 @@ class CliWorker:
                  extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
                  log: Path) -> None:
         self.log_path = log
-        self.log = open(log, "w")
+        self.log = open(log, "w")  # noqa: SIM115 - open for the worker's life; stop() closes it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dramatiq", *modules, "--processes", str(processes),
              "--threads", str(threads), "--worker-shutdown-timeout", "30000", *extra_args],

@@ -24,3 +24,23 @@ def wait_for(condition: Callable[[], T], *, timeout: float = 10, interval: float
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def job_in(message_id: str, *states: str, timeout: float = 10):
+    """The job once it is in one of ``states``.
+
+    Raises:
+        AssertionError: it was not within ``timeout`` seconds.
+    """
+    from pgbroker.jobs import Job, get_job
+
+    found: list[Job] = []
+
+    def reached() -> bool:
+        job = get_job(message_id)
+        found[:] = [job]
+        return job.state in states
+
+    wait_for(reached, timeout=timeout,
+             what=f"job {message_id} to be {'/'.join(states)}")
+    return found[0]

@@ -9,7 +9,7 @@ import pytest
 
 from pgbroker.jobs import get_job, list_dead, replay, replay_dead
 from tests.fixtures import query
-from tests.support import wait_for
+from tests.support import job_in
 from tests.workload import (
     probe_busy,
     probe_child,
@@ -37,13 +37,6 @@ def processes_running(argv: list[str]) -> list[int]:
         except OSError:
             pass
     return found
-
-
-def job_in(message_id: str, *states: str, timeout: float = 10):
-    return wait_for(
-        lambda: (job := get_job(message_id)).state in states and job,
-        timeout=timeout, what=f"job {message_id} to be {'/'.join(states)}",
-    )
 
 
 def test_a_sent_job_runs_once_and_its_result_and_status_can_be_read(worker):

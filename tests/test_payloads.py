@@ -12,7 +12,7 @@ from actors.base import InvalidPayload
 from pgbroker import InvalidMessage
 from pgbroker.jobs import get_job
 from tests.fixtures import db, query
-from tests.support import wait_for
+from tests.support import job_in
 from tests.workload import probe_record
 
 
@@ -95,10 +95,10 @@ def test_a_message_with_an_invalid_payload_in_the_queue_is_dead_at_once_and_the_
         (bad_id,) = cur.fetchone()
     good = probe_record.send(key="after")
 
-    bad = wait_for(lambda: (j := get_job(str(bad_id))).state == "dead" and j, what="dead")
+    bad = job_in(str(bad_id), "dead")
     assert bad.attempts == 1
-    assert bad.last_error.startswith("InvalidPayload: invalid payload for probe_record:")
-    assert "unexpected" in bad.last_error
+    assert str(bad.last_error).startswith("InvalidPayload: invalid payload for probe_record:")
+    assert "unexpected" in str(bad.last_error)
     assert good.get_result(block=True, timeout=10_000) == "AFTER"
 
 
@@ -112,8 +112,8 @@ def test_a_row_that_is_not_a_dramatiq_message_is_dead_lettered_and_the_worker_go
     good = probe_record.send(key="still-here")
 
     assert good.get_result(block=True, timeout=10_000) == "STILL-HERE"
-    bad = wait_for(lambda: (j := get_job(bad_id)).state == "dead" and j, what="dead")
-    assert bad.last_error.startswith("undecodable message")
+    bad = job_in(bad_id, "dead")
+    assert str(bad.last_error).startswith("undecodable message")
 
 
 def test_a_message_for_an_unknown_actor_is_dead_lettered_with_the_reason(worker):
@@ -124,8 +124,8 @@ def test_a_message_for_an_unknown_actor_is_dead_lettered_with_the_reason(worker)
         )
         (bad_id,) = cur.fetchone()
 
-    bad = wait_for(lambda: (j := get_job(str(bad_id))).state == "dead" and j, what="dead")
-    assert "unknown actor 'no_such_actor'" in bad.last_error
+    bad = job_in(str(bad_id), "dead")
+    assert "unknown actor 'no_such_actor'" in str(bad.last_error)
 
 
 def broker_schema() -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 
 from actors import process_bug_report
-from pgbroker.jobs import get_job
-from tests.support import wait_for
+from tests.support import job_in
 
 
 def test_dramatiq_actors_started_as_a_subprocess_processes_a_job(cli_worker):
@@ -19,6 +18,6 @@ def test_dramatiq_actors_started_as_a_subprocess_processes_a_job(cli_worker):
     assert message.get_result(block=True, timeout=15_000) == {
         "bug_report_id": str(bug), "status": "PARSED",
     }
-    job = wait_for(lambda: (j := get_job(message.message_id)).state == "done" and j)
+    job = job_in(message.message_id, "done")
     assert job.lease_owner is None and job.attempts == 1
     assert worker.stop() == 0
