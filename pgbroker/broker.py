@@ -110,6 +110,7 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         )
         self.draining = False
         self._schema_lock = threading.Lock()
+        self._owner_lock = threading.Lock()
         self._schema_ready = False
         self._owner: tuple[int, str] | None = None
 
@@ -122,9 +123,10 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
     def owner(self) -> str:
         """This process's name on the leases it takes: host, pid and a nonce."""
         pid = os.getpid()
-        if self._owner is None or self._owner[0] != pid:
-            self._owner = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}")
-        return self._owner[1]
+        with self._owner_lock:  # consumers race here at boot: one name per process
+            if self._owner is None or self._owner[0] != pid:
+                self._owner = (pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}")
+            return self._owner[1]
 
     def channel(self, queue_name: str) -> str:
         return channel_prefix(self.schema) + queue_name
