@@ -1,0 +1,185 @@
+"""``pts-jobs``: look after the job queue from a shell.
+
+    pts-jobs migrate                       create or upgrade the schema
+    pts-jobs stats                         jobs per queue and state, oldest age
+    pts-jobs show JOB_ID                   one job's state, attempts, error, result
+    pts-jobs dead list [--queue Q]         dead jobs, newest first
+    pts-jobs dead retry JOB_ID | --queue Q | --all
+    pts-jobs purge [--older-than 7d] [--state done|dead]
+    pts-jobs recover                       re-queue jobs whose worker's lease ran out
+
+``--json`` prints machine-readable output. Exit codes: 0 success, 1 no such job,
+2 bad usage, 3 database unreachable or refusing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+EXIT_NOT_FOUND, EXIT_USAGE, EXIT_DATABASE = 1, 2, 3
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> timedelta:
+    """``30s``, ``15m``, ``12h`` or ``7d``."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s, 15m, 12h or 7d")
+    return timedelta(**{_UNITS[match[2]]: float(match[1])})
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="pts-jobs", description="Look after the job queue.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    root.add_argument("--json", action="store_true", help="machine-readable output")
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="create or upgrade the schema")
+    commands.add_parser("stats", help="jobs per queue and state")
+    show = commands.add_parser("show", help="one job")
+    show.add_argument("job_id")
+
+    dead = commands.add_parser("dead", help="dead letters").add_subparsers(
+        dest="dead_command", required=True
+    )
+    dead_list = dead.add_parser("list", help="dead jobs, newest first")
+    dead_list.add_argument("--queue")
+    dead_list.add_argument("--limit", type=int, default=50)
+    retry = dead.add_parser("retry", help="replay dead jobs with attempts reset")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("job_id", nargs="?")
+    which.add_argument("--queue")
+    which.add_argument("--all", action="store_true")
+
+    purge = commands.add_parser("purge", help="delete old finished jobs, in batches")
+    purge.add_argument("--older-than", type=duration,
+                       help="default: the retention setting of each state")
+    purge.add_argument("--state", choices=["done", "dead"], action="append",
+                       help="default: both")
+    commands.add_parser("recover", help="re-queue jobs whose worker's lease ran out")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    import psycopg2
+    from dramatiq.errors import ConnectionError as BrokerConnectionError
+
+    from pgbroker import JobNotFound
+    from pgbroker.db import mask_url
+
+    try:
+        from broker import broker
+
+        result = run(args, broker)
+    except JobNotFound as error:
+        print(f"pts-jobs: {error}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except (psycopg2.Error, BrokerConnectionError, OSError) as error:
+        url = mask_url(getattr(locals().get("broker"), "url", "") or "")
+        print(f"pts-jobs: database error ({url}): {str(error).strip()}", file=sys.stderr)
+        return EXIT_DATABASE
+    output(result, as_json=args.json)
+    return 0
+
+
+def run(args: argparse.Namespace, broker: Any) -> Any:
+    from pgbroker import jobs, migrations
+
+    if args.command == "migrate":
+        with broker.pool.connection(broker.enqueue_timeout) as conn:
+            applied = migrations.migrate(conn, broker.schema)
+        return {"schema": broker.schema, "applied": [m.name for m in applied]}
+    if args.command == "stats":
+        return jobs.queue_stats(broker=broker)
+    if args.command == "show":
+        return jobs.get_job(args.job_id, broker=broker)
+    if args.command == "dead" and args.dead_command == "list":
+        return jobs.list_dead(args.queue, limit=args.limit, broker=broker)
+    if args.command == "dead":
+        if args.job_id:
+            jobs.replay(args.job_id, broker=broker)
+            return {"replayed": 1}
+        with Progress("replayed") as progress:
+            return {"replayed": jobs.replay_dead(args.queue, broker=broker, progress=progress)}
+    if args.command == "purge":
+        from settings import settings
+
+        retention = {"done": settings.keep_done_for, "dead": settings.keep_dead_for}
+        deleted = {}
+        for state in args.state or ["done", "dead"]:
+            with Progress(f"deleted {state}") as progress:
+                deleted[state] = jobs.purge(state, args.older_than or retention[state],
+                                            broker=broker, progress=progress)
+        return {"deleted": deleted}
+    if args.command == "recover":
+        return {"recovered": broker.rescue_expired()}
+    raise AssertionError(args.command)  # pragma: no cover - argparse forbids it
+
+
+class Progress:
+    """A running count on stderr while a long batch operation goes on."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.done = label, 0
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        if self.live:
+            print(f"\r{self.label}: {self.done}", end="", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> Callable[[int], None]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live and self.done:
+            print(file=sys.stderr)
+
+
+def output(result: Any, *, as_json: bool) -> None:
+    rows = result if isinstance(result, list) else [result]
+    plain = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in rows]
+    if as_json:
+        print(json.dumps(plain if isinstance(result, list) else plain[0], default=str, indent=2))
+    elif isinstance(result, list):
+        print(table(plain) if plain else "(none)")
+    else:
+        width = max(map(len, plain[0]))
+        for key, value in plain[0].items():
+            print(f"{key:<{width}}  {fmt(value)}")
+
+
+def table(rows: list[dict]) -> str:
+    headers = list(rows[0])
+    cells = [[fmt(row[h]) for h in headers] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+if __name__ == "__main__":
+    sys.exit(main())
