@@ -148,7 +148,10 @@ class Progress:
 
 def output(result: Any, *, as_json: bool) -> None:
     rows = result if isinstance(result, list) else [result]
-    plain = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in rows]
+    plain = [
+        dataclasses.asdict(r) if dataclasses.is_dataclass(r) and not isinstance(r, type) else r
+        for r in rows
+    ]
     if as_json:
         print(json.dumps(plain if isinstance(result, list) else plain[0], default=str, indent=2))
     elif isinstance(result, list):
