@@ -25,11 +25,27 @@ def broker():
     import tests.workload  # noqa: F401  (declares the test actors)
     from broker import broker as configured
 
+    prepare_database(DATABASE_URL)
     configured.ensure_schema()
     # What the dramatiq CLI emits once per worker process; TimeLimit starts its
     # checker thread on it.
     configured.emit_after("process_boot")
+    yield configured
+    configured.close()
     with db() as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
+
+
+def prepare_database(url: str) -> None:
+    """The test schema on the server at ``url``: migrated, with ``test_runs``."""
+    from pgbroker import migrations
+
+    conn = psycopg2.connect(url)
+    try:
+        migrations.migrate(conn, SCHEMA)
+    finally:
+        conn.close()
+    with db(url) as conn, conn.cursor() as cur:
         cur.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {}.test_runs ("
@@ -37,16 +53,12 @@ def broker():
                 " at timestamptz NOT NULL DEFAULT clock_timestamp())"
             ).format(sql.Identifier(SCHEMA))
         )
-    yield configured
-    configured.close()
-    with db() as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
 
 
 @contextmanager
-def db() -> Iterator[psycopg2.extensions.connection]:
+def db(url: str = DATABASE_URL) -> Iterator[psycopg2.extensions.connection]:
     """A connection of the test's own, committed at the end of the block."""
-    conn = psycopg2.connect(DATABASE_URL)
+    conn = psycopg2.connect(url)
     try:
         with conn:
             yield conn
@@ -54,9 +66,9 @@ def db() -> Iterator[psycopg2.extensions.connection]:
         conn.close()
 
 
-def query(text: str, *params) -> list[tuple]:
+def query(text: str, *params, url: str = DATABASE_URL) -> list[tuple]:
     """Run SQL with ``{schema}`` filled in; returns rows, if any."""
-    with db() as conn, conn.cursor() as cur:
+    with db(url) as conn, conn.cursor() as cur:
         cur.execute(sql.SQL(text).format(schema=sql.Identifier(SCHEMA)), params)
         return cur.fetchall() if cur.description else []
 
@@ -149,3 +161,39 @@ def cli_worker(broker, tmp_path) -> Iterator[Callable[..., CliWorker]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+class PrivatePostgres:
+    """An embedded PostgreSQL of one test's own, which it may stop and restart."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import pgserver
+
+        self.server = pgserver.get_server(data_dir, cleanup_mode="delete")
+        self.data_dir = data_dir
+        self.url = self.server.get_uri()
+        info = self.server.get_postmaster_info()
+        self.socket_dir = info.socket_path.parent
+        prepare_database(self.url)
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(list(args), pgdata=self.data_dir, user=self.server.system_user, timeout=30)
+
+    def stop(self) -> None:
+        self._pg_ctl("-w", "-m", "fast", "stop")
+
+    def start(self) -> None:
+        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}",
+                     "-l", str(self.data_dir / "log"), "start")
+
+    def close(self) -> None:
+        self.server.cleanup()
+
+
+@pytest.fixture
+def private_postgres(tmp_path) -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres(tmp_path / "pg")
+    yield server
+    server.close()

@@ -1,7 +1,8 @@
 """Actors used only by tests, on queues of their own, with short policies.
 
 Each run writes a row to ``test_runs`` so tests (and workers in other
-processes) can see exactly what ran, when, and where.
+processes) can see exactly what ran, when, and where. Importable by a
+``dramatiq tests.workload`` subprocess: it reads everything from settings.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from psycopg2 import sql
 
 from actors.base import Payload, PermanentError, job
 from actors.commands import run_command
-from settings import JobPolicy
-from tests.conftest import SCHEMA
+from settings import JobPolicy, Priority
 
 
 class Probe(Payload):
@@ -37,7 +37,7 @@ def record(key: str, note: str = "") -> int:
     from broker import broker
 
     with broker.pool.connection(5) as conn, conn, conn.cursor() as cur:
-        table = sql.Identifier(SCHEMA, "test_runs")
+        table = sql.Identifier(broker.schema, "test_runs")
         cur.execute(sql.SQL("INSERT INTO {} (key, note, pid) VALUES (%s, %s, %s)").format(table),
                     (key, note, os.getpid()))
         cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE key = %s AND note = %s").format(table),
@@ -94,3 +94,14 @@ def probe_sleep(payload: Probe) -> None:
     record(payload.key, "start")
     time.sleep(payload.seconds)
     record(payload.key, "end")
+
+
+# Two job types sharing one queue, to see priority order within a queue.
+@job("probe_low", Probe, policy=policy("probe-priority", priority=Priority.LOW))
+def probe_low(payload: Probe) -> None:
+    record(payload.key)
+
+
+@job("probe_high", Probe, policy=policy("probe-priority", priority=Priority.HIGH))
+def probe_high(payload: Probe) -> None:
+    record(payload.key)

@@ -1,0 +1,318 @@
+"""Regression tests for what dramatiq-pg 0.12 was seen to get wrong.
+
+Each test names the failure of issue 3 it guards against; the note in its
+docstring says how plain dramatiq-pg fails it.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+
+import psycopg2
+import pytest
+from dramatiq.results import ResultTimeout
+
+from pgbroker import EnqueueError, EnqueueTimeout, JobNotFound, PostgresBroker
+from pgbroker.jobs import get_job
+from tests.conftest import DATABASE_URL, SCHEMA
+from tests.fixtures import db, query
+from tests.support import job_in, wait_for
+from tests.workload import probe_fails, probe_high, probe_low, probe_record, probe_sleep
+
+
+def runs(key: str, note: str = "", url: str = DATABASE_URL) -> int:
+    return query("SELECT count(*) FROM {schema}.test_runs WHERE key = %s AND note = %s",
+                 key, note, url=url)[0][0]
+
+
+def advisory_locks() -> int:
+    return query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0]
+
+
+# 1. Advisory locks piled up until the worker stalled or the cluster failed.
+
+def test_a_large_backlog_drains_completely_without_holding_advisory_locks(start_worker):
+    """dramatiq-pg: one session lock per message; one worker stopped after ~12,850."""
+    messages = probe_record.send_many({"key": f"b{i}"} for i in range(3000))
+    start_worker(threads=8)
+    peak = 0
+
+    def drained() -> bool:
+        nonlocal peak
+        peak = max(peak, advisory_locks())
+        return query("SELECT count(*) FROM {schema}.\"queue\" WHERE state <> 'done'")[0][0] == 0
+
+    wait_for(drained, timeout=60, interval=0.05, what="3,000 jobs to drain")
+    assert peak == 0
+    assert query("SELECT count(*) FROM {schema}.test_runs")[0][0] == len(messages)
+
+
+def test_delayed_messages_hold_no_lock_and_no_worker_memory(worker):
+    """dramatiq-pg: each delayed message is claimed and locked for its whole delay."""
+    for i in range(1000):
+        probe_record.send_with_options(kwargs={"key": f"later{i}"}, delay=600_000)
+    # One due job passes through the same consumer, so it has looked at the queue.
+    probe_record.send(key="now").get_result(block=True, timeout=10_000)
+
+    assert advisory_locks() == 0
+    assert query(
+        "SELECT count(*) FROM {schema}.\"queue\" WHERE state = 'queued' "
+        "AND available_at > now() AND lease_owner IS NULL"
+    )[0][0] == 1000
+    assert worker.consumers["probe-record"].consumer.buffer == type(
+        worker.consumers["probe-record"].consumer.buffer)()
+    psycopg2.connect(DATABASE_URL).close()  # the cluster still accepts connections
+
+
+# 2. Messages that missed their NOTIFY waited minutes for a random rescan.
+
+def test_a_message_written_without_notify_is_picked_up_within_the_poll_interval(worker):
+    """dramatiq-pg: found only by a 1-in-301-per-second rescan (waits of 94-597 s)."""
+    with db() as conn, conn.cursor() as cur:
+        cur.execute("SET LOCAL search_path TO " + SCHEMA)
+        # add_job() with a notification suppressed: insert the row by hand.
+        message = probe_record.message(key="silent")
+        cur.execute(
+            'INSERT INTO "queue" (message_id, queue_name, state, message) '
+            "VALUES (%s, 'probe-record', 'queued', %s)",
+            (message.message_id, message.encode().decode()),
+        )
+    started = time.monotonic()
+
+    job_in(message.message_id, "done", timeout=5)
+    assert time.monotonic() - started < 2  # poll interval is 0.2 s in tests
+
+
+def test_workers_reconnect_after_their_listen_connection_dies_and_miss_nothing(worker):
+    """dramatiq-pg: reconnects in place and skips the rescan, losing NOTIFYs."""
+    probe_record.send(key="warm").get_result(block=True, timeout=10_000)
+    killed = query(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = 'pts-jobs listener'"
+    )[0][0]
+    assert killed >= 1
+
+    message = probe_record.send(key="after-reconnect")
+
+    assert message.get_result(block=True, timeout=5_000) == "AFTER-RECONNECT"
+
+
+def test_a_killed_workers_job_runs_again_on_a_live_worker_within_the_lease_timeout(
+    cli_worker, start_worker
+):
+    """dramatiq-pg: waits for a random rescan of the survivors (597 s observed)."""
+    doomed = cli_worker("tests.workload", threads=1)
+    doomed.wait_ready()
+    message = probe_sleep.send(key="orphan", seconds=30)
+    wait_for(lambda: runs("orphan", "start") == 1, timeout=15, what="the job to start")
+
+    doomed.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    start_worker(threads=2, queues={"probe-sleep"})
+    query("UPDATE {schema}.test_runs SET note = 'first' WHERE key = 'orphan'")
+    wait_for(lambda: runs("orphan", "start") == 1, timeout=15, what="the rescued run")
+
+    # Lease 2 s + heartbeat 0.5 s + poll 0.2 s in tests (20 s + 5 s + 1 s by default).
+    assert time.monotonic() - killed_at < 6
+    job = get_job(message.message_id)
+    assert (job.state, job.rescues, job.attempts) == ("running", 1, 2)
+
+
+def test_a_long_job_that_is_alive_is_never_rescued(start_worker):
+    """Leases are renewed by a heartbeat: a job may run far past the lease timeout."""
+    start_worker(threads=2, queues={"probe-sleep"})
+    message = probe_sleep.send(key="marathon", seconds=6)  # three lease timeouts
+
+    job = job_in(message.message_id, "done", timeout=20)
+    assert (job.rescues, job.attempts, runs("marathon", "start")) == (0, 1, 1)
+
+
+# 3. A PostgreSQL outage let a running job be claimed again while it still ran.
+
+def test_a_postgres_restart_during_a_job_neither_reruns_it_nor_loses_a_job_sent_meanwhile(
+    private_postgres, cli_worker
+):
+    """dramatiq-pg: the lock died with the server and the job ran twice at once."""
+    env = {"DATABASE_URL": private_postgres.url}
+    worker = cli_worker("tests.workload", threads=2, env=env)
+    worker.wait_ready()
+    producer = PostgresBroker(url=private_postgres.url, schema=SCHEMA, enqueue_timeout=10)
+    try:
+        long_job = probe_sleep.message(key="through-restart", seconds=4)
+        producer.enqueue(long_job)
+        wait_for(lambda: runs("through-restart", "start", private_postgres.url) == 1,
+                 timeout=15, what="the long job to start")
+
+        private_postgres.stop()
+        sent_during = probe_record.message(key="sent-during-outage")
+        restarter = threading.Timer(1.5, private_postgres.start)
+        restarter.start()
+        producer.enqueue(sent_during)  # waits for the server, up to enqueue_timeout
+        restarter.join()
+
+        def state(message) -> str:
+            return query('SELECT state FROM {schema}."queue" WHERE message_id = %s',
+                         message.message_id, url=private_postgres.url)[0][0]
+
+        wait_for(lambda: state(long_job) == "done" and state(sent_during) == "done",
+                 timeout=30, what="both jobs to finish after the restart")
+        assert runs("through-restart", "start", private_postgres.url) == 1
+        assert runs("sent-during-outage", "", private_postgres.url) == 1
+    finally:
+        producer.close()
+        worker.stop()
+
+
+# 4. send() blocked for minutes on any database error.
+
+def test_send_gives_up_after_the_enqueue_timeout_when_the_database_is_down(broker):
+    """dramatiq-pg: retried 10 times with waits up to 30 s (still blocked after 300 s)."""
+    down = PostgresBroker(url="postgresql://app:s3cret@127.0.0.1:9/db", enqueue_timeout=1.0)
+    started = time.monotonic()
+
+    with pytest.raises(EnqueueTimeout, match="within 1s") as error:
+        down.enqueue(probe_record.message(key="lost"))
+
+    assert time.monotonic() - started < 2.5
+    assert "s3cret" not in str(error.value)
+
+
+def test_send_fails_at_once_with_a_clear_error_when_the_table_is_missing(broker):
+    """dramatiq-pg: retried a missing table for 62 s."""
+    schema = f"pts_gone_{uuid.uuid4().hex[:6]}"
+    gone = PostgresBroker(url=DATABASE_URL, schema=schema)
+    gone.ensure_schema()
+    query(f'DROP TABLE "{schema}"."queue" CASCADE')
+    started = time.monotonic()
+    try:
+        with pytest.raises(EnqueueError, match="does not exist"):
+            gone.enqueue(probe_record.message(key="nowhere"))
+        assert time.monotonic() - started < 1
+    finally:
+        gone.close()
+        query(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+# 5. Each consumer loaded every pending message of its queue.
+
+def test_a_consumer_never_holds_more_than_its_limit_whatever_the_backlog(broker):
+    """dramatiq-pg: the first poll read the whole queue (50k messages: +119 MB)."""
+    probe_record.send_many({"key": f"m{i}"} for i in range(2000))
+    consumer = broker.consume("probe-record", prefetch=4, timeout=100)
+    try:
+        first = next(consumer)
+        assert first is not None
+        assert len(consumer.buffer) + 1 <= 4
+        assert broker.inflight.count("probe-record") <= 4
+        assert query(
+            "SELECT count(*) FROM {schema}.\"queue\" WHERE state = 'consumed'"
+        )[0][0] <= 4
+    finally:
+        consumer.requeue([first, *consumer.buffer])
+        consumer.buffer.clear()
+
+
+# 6. Priority was ignored; delayed messages sat in one worker's memory.
+
+def test_higher_priority_jobs_of_a_queue_run_first(broker, start_worker):
+    """dramatiq-pg: ten priority-100 messages ran before three priority-0 ones."""
+    for i in range(10):
+        probe_low.send(key=f"low{i}")
+    for i in range(3):
+        probe_high.send(key=f"high{i}")
+
+    start_worker(threads=1, queues={"probe-priority"})
+    wait_for(lambda: query("SELECT count(*) FROM {schema}.test_runs")[0][0] == 13,
+             timeout=15, what="all 13 jobs")
+
+    order = [key for (key,) in query("SELECT key FROM {schema}.test_runs ORDER BY at")]
+    assert sorted(order[:3]) == ["high0", "high1", "high2"]
+
+
+def test_a_retry_waits_in_postgres_visible_to_every_worker_not_in_one_workers_memory(
+    start_worker,
+):
+    """dramatiq-pg: the retry sat on a ".DQ" queue, leased to one worker for the delay."""
+    first = start_worker(threads=1, queues={"probe-fails"})
+    message = probe_fails.send_with_options(kwargs={"key": "handover"}, min_backoff=1500)
+    waiting = job_in(message.message_id, "delayed")
+    assert waiting.lease_owner is None
+
+    first.stop(timeout=5_000)  # the worker that ran it is gone
+    start_worker(threads=1, queues={"probe-fails"})
+
+    wait_for(lambda: runs("handover") == 2, timeout=10, what="the retry on the new worker")
+    assert query("SELECT count(DISTINCT pid) FROM {schema}.test_runs")[0][0] == 1
+
+
+# 7. No transactional enqueue.
+
+def test_a_job_sent_in_a_transaction_exists_only_once_it_commits(worker):
+    """dramatiq-pg: send() used its own connection; the job could run before the commit."""
+    with db() as conn:
+        message = probe_record.send_in_transaction(conn, key="committed")
+        with pytest.raises(JobNotFound):
+            get_job(message.message_id)  # invisible outside the transaction
+    assert message.get_result(block=True, timeout=10_000) == "COMMITTED"
+
+
+def test_a_job_sent_in_a_transaction_that_rolls_back_never_exists(broker):
+    conn = psycopg2.connect(DATABASE_URL)
+    try:
+        message = probe_record.send_in_transaction(conn, key="rolled-back")
+        conn.rollback()
+    finally:
+        conn.close()
+    with pytest.raises(JobNotFound):
+        get_job(message.message_id)
+
+
+def test_sql_add_job_enqueues_in_the_callers_transaction(worker):
+    with db() as conn, conn.cursor() as cur:
+        cur.execute(f'SELECT "{SCHEMA}".add_job(%s, %s, %s)',
+                    ("probe-record", "probe_record", '{"key": "from-sql"}'))
+        (job_id,) = cur.fetchone()
+        cur.execute(f'SELECT "{SCHEMA}".add_job(%s, %s, %s)',
+                    ("probe-record", "probe_record", '{"key": "rolled"}'))
+        (rolled_id,) = cur.fetchone()
+    job_in(str(job_id), "done")
+
+    conn = psycopg2.connect(DATABASE_URL)
+    with conn.cursor() as cur:
+        cur.execute(f'SELECT "{SCHEMA}".add_job(%s, %s, %s)',
+                    ("probe-record", "probe_record", '{"key": "never"}'))
+        (never_id,) = cur.fetchone()
+    conn.rollback()
+    conn.close()
+    with pytest.raises(JobNotFound):
+        get_job(str(never_id))
+
+
+def test_sql_add_job_refuses_a_payload_that_is_not_an_object(broker):
+    with pytest.raises(psycopg2.errors.InvalidParameterValue, match="JSON object"), \
+            db() as conn, conn.cursor() as cur:
+        cur.execute(f'SELECT "{SCHEMA}".add_job(%s, %s, %s)',
+                    ("probe-record", "probe_record", "[1, 2]"))
+
+
+# 8. Results that hang; names too long for a channel.
+
+def test_waiting_for_a_result_that_never_comes_times_out(broker):
+    """dramatiq-pg: a blocking get_result waited on a pooled connection, forever."""
+    message = probe_record.send(key="unwatched")
+    started = time.monotonic()
+
+    with pytest.raises(ResultTimeout):
+        message.get_result(block=True, timeout=500)
+
+    assert time.monotonic() - started < 2
+
+
+def test_a_queue_name_too_long_for_a_notify_channel_is_refused_at_definition(broker):
+    """dramatiq-pg: failed at send time with `channel name too long`, 10 times over."""
+    with pytest.raises(ValueError, match="too long"):
+        broker.declare_queue("q" * 60)
+
