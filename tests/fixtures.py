@@ -172,12 +172,13 @@ class PrivatePostgres:
         self.server = pgserver.get_server(data_dir, cleanup_mode="delete")
         self.data_dir = data_dir
         self.url = self.server.get_uri()
-        info = self.server.get_postmaster_info()
-        self.socket_dir = info.socket_path.parent
+        socket_path = self.server.get_postmaster_info().socket_path
+        assert socket_path is not None, "pgserver listens on a Unix socket here"
+        self.socket_dir = socket_path.parent
         prepare_database(self.url)
 
     def _pg_ctl(self, *args: str) -> None:
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # generated
 
         pg_ctl(list(args), pgdata=self.data_dir, user=self.server.system_user, timeout=30)
 

@@ -275,9 +275,6 @@ def test_sql_add_job_enqueues_in_the_callers_transaction(worker):
         cur.execute(f'SELECT "{SCHEMA}".add_job(%s, %s, %s)',
                     ("probe-record", "probe_record", '{"key": "from-sql"}'))
         (job_id,) = cur.fetchone()
-        cur.execute(f'SELECT "{SCHEMA}".add_job(%s, %s, %s)',
-                    ("probe-record", "probe_record", '{"key": "rolled"}'))
-        (rolled_id,) = cur.fetchone()
     job_in(str(job_id), "done")
 
     conn = psycopg2.connect(DATABASE_URL)
