@@ -238,7 +238,7 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             with connection.cursor() as cur:
                 insert(cur)
         else:
-            self._with_deadline(what, insert)
+            self._with_deadline(what, insert, atomic=len(rows) > ENQUEUE_PAGE_SIZE)
         for message in messages:
             self.emit_after("enqueue", message, delay)
         return list(messages)
@@ -257,20 +257,28 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             last_line(retried_after) if retried_after else None,
         )
 
-    def _with_deadline(self, what: str, work: Callable[[Cursor], T]) -> T:
-        """Run ``work`` in a transaction, retrying lost connections until the deadline."""
+    def _with_deadline(self, what: str, work: Callable[[Cursor], T], *, atomic: bool = False) -> T:
+        """Run ``work``, retrying lost connections until the deadline.
+
+        Pool connections autocommit each statement; ``atomic`` wraps ``work``'s
+        statements in one transaction instead.
+        """
         deadline = time.monotonic() + self.enqueue_timeout
         pause = 0.05
         while True:
             remaining = deadline - time.monotonic()
             try:
                 self.ensure_schema()
-                with (
-                    self.pool.connection(max(remaining, 0.01)) as conn,
-                    conn,
-                    conn.cursor() as cur,
-                ):
-                    return work(cur)
+                with self.pool.connection(max(remaining, 0.01)) as conn:
+                    if not atomic:
+                        with conn.cursor() as cur:
+                            return work(cur)
+                    conn.autocommit = False
+                    try:
+                        with conn, conn.cursor() as cur:
+                            return work(cur)
+                    finally:
+                        conn.autocommit = True
             except DISCONNECTS as error:
                 remaining = deadline - time.monotonic()
                 if remaining <= pause:
@@ -373,16 +381,16 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
     # -- plumbing ----------------------------------------------------------
 
     def execute(self, name: str, **params: Any) -> int:
-        """Run named query ``name`` in its own transaction. Returns the row count."""
+        """Run named query ``name`` (one statement, autocommitted). Returns the row count."""
         return self._run(name, params, lambda cur: cur.rowcount)
 
     def fetch(self, name: str, **params: Any) -> list[tuple]:
-        """Run named query ``name`` in its own transaction. Returns its rows."""
+        """Run named query ``name`` (one statement, autocommitted). Returns its rows."""
         return self._run(name, params, lambda cur: cur.fetchall())
 
     def _run(self, name: str, params: dict[str, Any], result: Callable[[Cursor], T]) -> T:
         self.ensure_schema()
-        with self.pool.connection(self.enqueue_timeout) as conn, conn, conn.cursor() as cur:
+        with self.pool.connection(self.enqueue_timeout) as conn, conn.cursor() as cur:
             cur.execute(self.queries[name], params)
             return result(cur)
 

@@ -60,7 +60,7 @@ def connect(dsn: str, *, timeout: float, application_name: str = "pts-jobs") -> 
 
 
 class Pool:
-    """At most ``size`` connections, shared by the threads of one process."""
+    """At most ``size`` autocommit connections, shared by the threads of one process."""
 
     def __init__(self, dsn: str, *, size: int, application_name: str = "pts-jobs") -> None:
         self.dsn = dsn
@@ -90,11 +90,15 @@ class Pool:
                 return self._idle.pop()
             self._open += 1
         try:
-            return connect(
+            conn = connect(
                 self.dsn,
                 timeout=max(deadline - time.monotonic(), 0.1),
                 application_name=self.application_name,
             )
+            # Every broker query is one statement, atomic on its own: autocommit
+            # spares the BEGIN and COMMIT round trips around it.
+            conn.autocommit = True
+            return conn
         except BaseException:
             with self._cond:
                 self._open -= 1

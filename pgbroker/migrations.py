@@ -42,6 +42,15 @@ def available() -> list[Migration]:
 
 def migrate(conn: Connection, schema: str) -> list[Migration]:
     """Bring ``schema`` up to date and commit. Returns the migrations applied."""
+    # One transaction for all of it, even on an autocommit connection.
+    autocommit, conn.autocommit = conn.autocommit, False
+    try:
+        return _migrate(conn, schema)
+    finally:
+        conn.autocommit = autocommit
+
+
+def _migrate(conn: Connection, schema: str) -> list[Migration]:
     applied_now = []
     with conn, conn.cursor() as cur:
         # Serialises concurrent starts; released at commit.
