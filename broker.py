@@ -19,6 +19,7 @@ from dramatiq.middleware import (
 from dramatiq.results import Results
 
 from embedded import database_url
+from middleware.metrics import Metrics
 from pgbroker import PostgresBroker, PostgresResults
 from settings import Settings, settings
 
@@ -26,6 +27,8 @@ from settings import Settings, settings
 def build_broker(config: Settings) -> PostgresBroker:
     """A broker for ``config``; opens no connection until first used."""
     middleware = [
+        # First, so it sees every message the others might skip or fail.
+        Metrics(),
         AgeLimit(),
         # Actors set their own limits from the policy table; 10 min otherwise.
         TimeLimit(),

@@ -7,6 +7,7 @@
     pts-jobs dead retry JOB_ID | --queue Q | --all
     pts-jobs purge [--older-than 7d] [--state done|dead]
     pts-jobs recover                       re-queue jobs whose worker's lease ran out
+    pts-jobs health                        the database answers (container health check)
 
 ``--json`` prints machine-readable output. Exit codes: 0 success, 1 no such job,
 2 bad usage, 3 database unreachable or refusing.
@@ -66,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
     purge.add_argument("--state", choices=["done", "dead"], action="append",
                        help="default: both")
     commands.add_parser("recover", help="re-queue jobs whose worker's lease ran out")
+    commands.add_parser("health", help="exit 0 if the database answers, 3 if not")
     return root
 
 
@@ -123,6 +125,10 @@ def run(args: argparse.Namespace, broker: Any) -> Any:
         return {"deleted": deleted}
     if args.command == "recover":
         return {"recovered": broker.rescue_expired()}
+    if args.command == "health":
+        with broker.pool.connection(broker.enqueue_timeout) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        return {"database": "ok"}
     raise AssertionError(args.command)  # pragma: no cover - argparse forbids it
 
 

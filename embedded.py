@@ -19,7 +19,13 @@ def database_url(settings: Settings) -> str:
     """``settings.database_url``, or the URL of the embedded server (started if needed)."""
     if settings.database_url:
         return settings.database_url
-    import pgserver  # imported here: only the embedded default needs it
+    try:
+        import pgserver  # the [embedded] extra: only the embedded default needs it
+    except ImportError:
+        raise RuntimeError(
+            "DATABASE_URL is not set and the embedded PostgreSQL is not installed: "
+            "set DATABASE_URL, or pip install 'pts-jobs[embedded]'"
+        ) from None
 
     data_dir = settings.embedded_data_dir.resolve()
     logger.info("DATABASE_URL is not set: using the embedded PostgreSQL in %s", data_dir)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import re
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     model_validator,
 )
@@ -196,8 +198,15 @@ class Settings(BaseSettings):
     keep_done_for: PositiveSeconds = timedelta(days=7)
     keep_dead_for: PositiveSeconds = timedelta(days=30)
 
+    # /metrics and the admin API (admin_server.py). 0.0.0.0 in containers.
     metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9191
+    # Worker processes' metric files, one directory per dramatiq run.
+    metrics_dir: Path = Path(tempfile.gettempdir()) / "pts-jobs-metrics"
+    # Queue depth is read from PostgreSQL at most this often, however many scrapes.
+    queue_stats_ttl: PositiveSeconds = timedelta(seconds=5)
+    # Bearer token of GET /api/admin/job-queue; unset turns the endpoint off.
+    admin_token: SecretStr | None = None
 
     # Slack-compatible webhook told about dead jobs; unset means no alerts.
     alert_webhook_url: str | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -116,7 +117,7 @@ def start_worker(url: str, kind: str, threads: int = 8) -> subprocess.Popen:
         [sys.executable, "-m", "dramatiq", "bench.workers", "--processes", "1",
          "--threads", str(threads)],
         cwd=ROOT, env=env_for(url, kind), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
+        text=True, start_new_session=True,  # its own group: stopped as one, children included
     )
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -126,11 +127,13 @@ def start_worker(url: str, kind: str, threads: int = 8) -> subprocess.Popen:
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
-    proc.terminate()
+    # A stalled plain dramatiq-pg worker may never finish its shutdown, and its
+    # sessions would keep their locks: stop the whole group, promptly.
+    os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 

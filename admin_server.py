@@ -1,0 +1,220 @@
+"""The workers' HTTP side: ``/metrics`` for Prometheus, ``/api/admin/job-queue`` for people.
+
+``dramatiq`` starts :func:`serve_forever` once per run (the ``Metrics``
+middleware declares it as a fork), on ``JOBS_METRICS_HOST:JOBS_METRICS_PORT``.
+
+* ``GET /metrics``: the counters of every worker process of the run, plus queue
+  depth per queue and state and the age of the oldest waiting job, read from
+  PostgreSQL at most once per ``JOBS_QUEUE_STATS_TTL`` however often it is
+  scraped. With the database down those gauges are left out and
+  ``dramatiq_queue_stats_up`` is 0; the endpoint itself keeps answering.
+* ``GET /api/admin/job-queue``: the spec's admin endpoint, as JSON. It needs
+  ``Authorization: Bearer <JOBS_ADMIN_TOKEN>``; without a configured token it is off.
+* ``GET /healthz``: 200 while the server runs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from middleware.metrics import metrics_root, point_prometheus_client_at, run_directory
+from pgbroker.broker import PostgresBroker
+from pgbroker.jobs import list_dead, queue_stats
+from settings import Settings
+
+logger = logging.getLogger(__name__)
+STATES = ("queued", "delayed", "running", "done", "dead")
+
+
+class QueueStats:
+    """Queue depth from PostgreSQL, cached so scrapes never pile queries up."""
+
+    def __init__(self, broker: PostgresBroker, ttl: float) -> None:
+        self.broker = broker
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._read_at = float("-inf")
+        self._rows: list | None = None
+
+    def rows(self) -> list | None:
+        """Rows of ``queue_stats``, or None when the database cannot be read."""
+        with self._lock:  # one query at a time; the others reuse its answer
+            if time.monotonic() - self._read_at >= self.ttl:
+                try:
+                    self._rows = queue_stats(broker=self.broker)
+                except Exception as error:
+                    logger.warning("queue stats unavailable: %s", str(error).strip())
+                    self._rows = None
+                self._read_at = time.monotonic()
+            return self._rows
+
+    def collect(self) -> Iterator[Any]:
+        """prometheus_client collector protocol."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        rows = self.rows()
+        up = GaugeMetricFamily("dramatiq_queue_stats_up",
+                               "1 if queue depth could be read from PostgreSQL.")
+        up.add_metric([], 0 if rows is None else 1)
+        yield up
+        if rows is None:
+            return
+        depth = GaugeMetricFamily("dramatiq_queue_depth", "Jobs per queue and state.",
+                                  labels=["queue_name", "state"])
+        oldest = GaugeMetricFamily(
+            "dramatiq_queue_oldest_message_age_seconds",
+            "Seconds the oldest job due to run has waited (0 when none waits).",
+            labels=["queue_name"],
+        )
+        counts = {(row.queue_name, row.state): row.messages for row in rows}
+        waiting = {row.queue_name: row.oldest_seconds for row in rows if row.state == "queued"}
+        for queue in sorted(self._queues() | {q for q, _ in counts}):
+            for state in STATES:
+                depth.add_metric([queue, state], counts.get((queue, state), 0))
+            oldest.add_metric([queue], max(waiting.get(queue, 0.0), 0.0))
+        yield depth
+        yield oldest
+
+    def _queues(self) -> set[str]:
+        return set(self.broker.get_declared_queues())
+
+
+def admin_report(broker: PostgresBroker, stats: QueueStats, failures: int = 10) -> dict:
+    """The spec's job-queue report: counts per job type and recent failures."""
+    rows = stats.rows()
+    if rows is None:
+        raise ConnectionError("database unavailable")
+    counts: dict[str, dict[str, int]] = {
+        queue: dict.fromkeys(STATES, 0) for queue in broker.get_declared_queues()
+    }
+    for row in rows:
+        counts.setdefault(row.queue_name, dict.fromkeys(STATES, 0))[row.state] = row.messages
+    return {
+        "ok": True,
+        "data": {
+            "queues": {
+                queue: {
+                    "activeCount": c["running"],
+                    "completedCount": c["done"],
+                    "failedCount": c["dead"],
+                    "queuedCount": c["queued"],
+                    "delayedCount": c["delayed"],
+                }
+                for queue, c in sorted(counts.items())
+            },
+            "recentFailures": [
+                {
+                    "id": job.id,
+                    "name": job.queue_name,
+                    "actor": job.actor_name,
+                    "attempts": job.attempts,
+                    "error": job.last_error,
+                    "failedAt": job.finished_at.isoformat() if job.finished_at else None,
+                }
+                for job in list_dead(limit=failures, broker=broker)
+            ],
+        },
+    }
+
+
+def make_server(broker: PostgresBroker, config: Settings, run_dir: Path) -> ThreadingHTTPServer:
+    """The HTTP server (not yet serving) for ``broker``, per ``config``."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    stats = QueueStats(broker, ttl=config.queue_stats_ttl.total_seconds())
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(run_dir))
+    registry.register(stats)  # a duck-typed collector: collect() yields metric families
+    token = config.admin_token.get_secret_value() if config.admin_token else None
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                self._send(200, b"ok\n", "text/plain")
+            elif self.path.split("?")[0] == "/api/admin/job-queue":
+                self._admin()
+            else:
+                self._json(404, {"ok": False, "error": "not found"})
+
+        def _admin(self) -> None:
+            given = self.headers.get("Authorization", "")
+            if token is None or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                self._json(401, {"ok": False, "error": "unauthorized"})
+                return
+            try:
+                self._json(200, admin_report(broker, stats))
+            except ConnectionError:
+                self._json(503, {"ok": False, "error": "database unavailable"})
+
+        def _json(self, status: int, body: dict) -> None:
+            self._send(status, json.dumps(body).encode(), "application/json")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logger.debug(format, *args)
+
+    server = ThreadingHTTPServer((config.metrics_host, config.metrics_port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def remove_stale_runs(root: Path) -> None:
+    """Delete metric directories of ``dramatiq`` runs whose main process is gone."""
+    for directory in root.glob("run-*"):
+        pid = directory.name.removeprefix("run-")
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def serve_forever() -> int:
+    """Entry point of the fork ``dramatiq`` starts for the ``Metrics`` middleware."""
+    import actors  # noqa: F401  (declares the job types: every queue reports, even empty)
+    from broker import broker
+    from settings import settings
+
+    run_dir = run_directory()
+    point_prometheus_client_at(run_dir)
+    remove_stale_runs(metrics_root())
+    try:
+        server = make_server(broker, settings, run_dir)
+    except OSError as error:
+        logger.critical("metrics server cannot listen on %s:%s: %s (set JOBS_METRICS_PORT)",
+                        settings.metrics_host, settings.metrics_port, error)
+        return 1
+    logger.info("serving /metrics on %s:%s", settings.metrics_host, settings.metrics_port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
