@@ -58,12 +58,12 @@ class DeadJob:
     finished_at: datetime | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class QueueStat:
     queue_name: str
     state: State
     messages: int
-    # Age of the oldest message in this state, by due time.
+    # For "queued": seconds the oldest job due to run has waited.
     oldest_seconds: float
 
 
@@ -152,9 +152,22 @@ def purge(
     return _in_batches(batch, PURGE_BATCH, progress)
 
 
-def queue_stats(*, broker: PostgresBroker | None = None) -> list[QueueStat]:
-    """Messages per queue and state."""
-    return [QueueStat(*row) for row in _broker(broker).fetch("queue_stats")]
+def queue_stats(
+    *, broker: PostgresBroker | None = None, pending: bool = True, finished: bool = True
+) -> list[QueueStat]:
+    """Jobs per queue and state, sorted.
+
+    ``pending`` (queued, delayed, running) reads small indexes and is cheap;
+    ``finished`` (done, dead) counts every row retention keeps, which grows with
+    throughput, so callers on a timer may read it less often.
+    """
+    found = _broker(broker)
+    rows = []
+    if pending:
+        rows += found.fetch("queue_stats_pending")
+    if finished:
+        rows += found.fetch("queue_stats_finished")
+    return sorted(QueueStat(*row) for row in rows)
 
 
 def _in_batches(run_batch: Any, size: int, progress: Any) -> int:

@@ -269,18 +269,29 @@ WHERE queue_name = %(queue_name)s AND "state" IN ('queued', 'consumed');
 -- Delete every message of one queue (dramatiq's flush(); tests and admin only).
 DELETE FROM {schema}."queue" WHERE queue_name = %(queue_name)s;
 
--- queue_stats --
--- Messages per queue and state, with the oldest waiting one's age in seconds.
+-- queue_stats_pending --
+-- Waiting, delayed and running jobs per queue, with the age of the oldest job
+-- due to run. Two branches, so each reads only its own small partial index
+-- (an IN over both states would not match them and scans the whole table).
 SELECT queue_name,
-       CASE
-           WHEN "state" = 'queued' AND available_at > now() THEN 'delayed'
-           WHEN "state" = 'queued' THEN 'queued'
-           WHEN "state" = 'consumed' THEN 'running'
-           WHEN "state" = 'done' THEN 'done'
-           ELSE 'dead'
-       END AS state,
+       CASE WHEN available_at > now() THEN 'delayed' ELSE 'queued' END AS state,
        count(*) AS messages,
-       extract(epoch FROM now() - min(available_at))::float8 AS oldest_seconds
+       coalesce(extract(epoch FROM now() - min(available_at)), 0)::float8 AS oldest_seconds
 FROM {schema}."queue"
+WHERE "state" = 'queued'
 GROUP BY 1, 2
-ORDER BY 1, 2;
+UNION ALL
+SELECT queue_name, 'running', count(*), 0::float8
+FROM {schema}."queue"
+WHERE "state" = 'consumed'
+GROUP BY 1;
+
+-- queue_stats_finished --
+-- Done and dead jobs kept per queue: an index-only scan of queue_finished_count_idx.
+SELECT queue_name,
+       CASE WHEN "state" = 'done' THEN 'done' ELSE 'dead' END AS state,
+       count(*) AS messages,
+       0::float8 AS oldest_seconds
+FROM {schema}."queue"
+WHERE "state" IN ('done', 'rejected')
+GROUP BY 1, 2;
