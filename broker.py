@@ -19,7 +19,7 @@ from dramatiq.middleware import (
 from dramatiq.results import Results
 
 from embedded import database_url
-from middleware.metrics import Metrics
+from middleware import Metrics, Periodic
 from pgbroker import PostgresBroker, PostgresResults
 from settings import Settings, settings
 
@@ -38,6 +38,7 @@ def build_broker(config: Settings) -> PostgresBroker:
         # Actors set their own retries and backoff from the policy table.
         Retries(),
         CurrentMessage(),
+        Periodic(),
     ]
     broker = PostgresBroker(
         url=database_url(config),

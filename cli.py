@@ -8,6 +8,7 @@
     pts-jobs purge [--older-than 7d] [--state done|dead]
     pts-jobs recover                       re-queue jobs whose worker's lease ran out
     pts-jobs health                        the database answers (container health check)
+    pts-jobs scheduler [MODULE ...]        run the periodic scheduler (default: actors)
 
 ``--json`` prints machine-readable output. Exit codes: 0 success, 1 no such job,
 2 bad usage, 3 database unreachable or refusing.
@@ -68,11 +69,21 @@ def parser() -> argparse.ArgumentParser:
                        help="default: both")
     commands.add_parser("recover", help="re-queue jobs whose worker's lease ran out")
     commands.add_parser("health", help="exit 0 if the database answers, 3 if not")
+    schedule = commands.add_parser("scheduler", help="run the periodic scheduler")
+    schedule.add_argument("modules", nargs="*", default=["actors"])
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "scheduler":
+        import logging
+
+        import scheduler
+
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return scheduler.main(args.modules)
     import psycopg2
     from dramatiq.errors import ConnectionError as BrokerConnectionError
 

@@ -123,6 +123,11 @@ DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
         queue="send-notification", max_retries=3, first_retry_after=timedelta(seconds=30),
         backoff="fixed", time_limit=timedelta(minutes=60), concurrency=10,
     ),
+    # Not in the spec: the scheduler's retention job (pg-boss's maintenance).
+    "prune_jobs": dict(
+        queue="maintenance", max_retries=3, first_retry_after=timedelta(seconds=60),
+        backoff="fixed", time_limit=timedelta(minutes=10), concurrency=1,
+    ),
 }
 
 
@@ -136,6 +141,7 @@ class Policies(BaseModel):
     execute_fix: JobPolicy
     cleanup_container: JobPolicy
     send_notification: JobPolicy
+    prune_jobs: JobPolicy
 
     @model_validator(mode="before")
     @classmethod

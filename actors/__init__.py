@@ -10,6 +10,7 @@ from .analyze_codebase import analyze_codebase
 from .cleanup_container import cleanup_container
 from .execute_fix import execute_fix
 from .process_bug_report import process_bug_report
+from .prune_jobs import prune_jobs
 from .send_notification import send_notification
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "cleanup_container",
     "execute_fix",
     "process_bug_report",
+    "prune_jobs",
     "send_notification",
 ]

@@ -211,8 +211,7 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             EnqueueTimeout: the database could not be reached in time.
             EnqueueError: the database refused the message.
         """
-        self.enqueue_many([message], delay=delay, connection=connection)
-        return message
+        return self.enqueue_many([message], delay=delay, connection=connection)[0]
 
     def enqueue_many(
         self,
@@ -221,9 +220,21 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         delay: int | None = None,
         connection: Connection | None = None,
     ) -> list[Message]:
-        """Store many messages in one round trip (per 1,000) and one transaction."""
+        """Store many messages in one round trip (per 1,000) and one transaction.
+
+        A new message with the option ``singleton_key`` is stored only if no job
+        with that key is live on its queue (and, with ``singleton_seconds`` or
+        ``singleton_slot``, none was sent in the same slot); otherwise the
+        message returned in its place carries the existing job's id and the
+        option ``deduplicated``.
+        """
         for message in messages:
             self.emit_before("enqueue", message, delay)
+        singletons = [m for m in messages if is_new_singleton(m)]
+        if singletons:
+            if len(singletons) != len(messages):
+                raise InvalidMessage("send singleton messages one at a time, not in a batch")
+            return [self._enqueue_singleton(m, delay, connection) for m in singletons]
         rows = [self._row(message, delay) for message in messages]
 
         def insert(cur: Cursor) -> None:
@@ -243,16 +254,57 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             self.emit_after("enqueue", message, delay)
         return list(messages)
 
+    def _enqueue_singleton(
+        self, message: Message, delay: int | None, connection: Connection | None
+    ) -> Message:
+        options = message.options
+        params = {
+            "message_id": message.message_id,
+            "queue_name": message.queue_name,
+            "message": encode(message),
+            "priority": self._priority(message),
+            "delay_ms": max(int(delay or 0), 0),
+            "singleton_key": options["singleton_key"],
+            "singleton_seconds": options.get("singleton_seconds"),
+            "singleton_slot": options.get("singleton_slot"),
+        }
+
+        def insert(cur: Cursor) -> str:
+            cur.execute(self.queries["enqueue_singleton"], params)
+            if cur.fetchone() is not None:
+                return message.message_id
+            cur.execute(self.queries["singleton_holder"], params)
+            held = cur.fetchone()
+            # The holder finished between our insert and this read: rare, and
+            # the caller still gets an answer it can look up.
+            return held[0] if held else message.message_id
+
+        what = f"singleton {params['singleton_key']!r} to {message.queue_name}"
+        if connection is not None:
+            self.ensure_schema()
+            with connection.cursor() as cur:
+                job_id = insert(cur)
+        else:
+            job_id = self._with_deadline(what, insert)
+        if job_id == message.message_id:
+            self.emit_after("enqueue", message, delay)
+            return message
+        logger.info("%s: job %s already holds it", what, job_id)
+        return message.copy(message_id=job_id, options={"deduplicated": True})
+
+    def _priority(self, message: Message) -> int:
+        actor = self.actors.get(message.actor_name)
+        return actor.priority if actor is not None else 0
+
     def _row(self, message: Message, delay: int | None) -> tuple:
         if message.queue_name not in self.queues:
             self.declare_queue(message.queue_name)
-        actor = self.actors.get(message.actor_name)
         retried_after = message.options.get("traceback")
         return (
             message.message_id,
             message.queue_name,
             encode(message),
-            actor.priority if actor is not None else 0,
+            self._priority(message),
             max(int(delay or 0), 0),
             last_line(retried_after) if retried_after else None,
         )
@@ -434,7 +486,17 @@ def encode(message: Message | MessageProxy) -> str:
         InvalidMessage: NaN or infinity, a NUL character, or an object JSON
             cannot represent (pass pydantic models as ``model_dump(mode="json")``).
     """
-    fields = message.asdict() if isinstance(message, Message) else message._message.asdict()
+    plain = message if isinstance(message, Message) else message._message
+    # The fields of Message.asdict(), without its per-call dataclass introspection.
+    fields = {
+        "queue_name": plain.queue_name,
+        "actor_name": plain.actor_name,
+        "args": plain.args,
+        "kwargs": plain.kwargs,
+        "options": plain.options,
+        "message_id": plain.message_id,
+        "message_timestamp": plain.message_timestamp,
+    }
     try:
         text = json.dumps(fields, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
@@ -447,6 +509,26 @@ def encode(message: Message | MessageProxy) -> str:
             "which PostgreSQL cannot store"
         )
     return text
+
+
+def is_new_singleton(message: Message) -> bool:
+    """A first send with a singleton key (a retry keeps its row and its key).
+
+    Raises:
+        InvalidMessage: the singleton options are malformed.
+    """
+    options = message.options
+    if "singleton_key" not in options or "retries" in options:
+        return False
+    key, seconds, slot = (options.get(name) for name in
+                          ("singleton_key", "singleton_seconds", "singleton_slot"))
+    if not isinstance(key, str) or not 0 < len(key) <= 500:
+        raise InvalidMessage("singleton_key must be a non-empty string of at most 500 chars")
+    if seconds is not None and (not isinstance(seconds, int) or seconds <= 0):
+        raise InvalidMessage("singleton_seconds must be a positive whole number of seconds")
+    if slot is not None and not isinstance(slot, int):
+        raise InvalidMessage("singleton_slot must be an integer")
+    return True
 
 
 def last_line(traceback_text: str) -> str:

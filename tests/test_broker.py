@@ -313,3 +313,59 @@ def test_a_queue_name_too_long_for_a_notify_channel_is_refused_at_definition(bro
     with pytest.raises(ValueError, match="too long"):
         broker.declare_queue("q" * 60)
 
+
+
+# Singleton jobs (pg-boss's singletonKey / singletonSeconds).
+
+def test_a_singleton_is_not_enqueued_while_one_with_its_key_is_live(broker):
+    first = probe_record.send_with_options(kwargs={"key": "a"}, singleton_key="repo-1")
+    second = probe_record.send_with_options(kwargs={"key": "b"}, singleton_key="repo-1")
+    other = probe_record.send_with_options(kwargs={"key": "c"}, singleton_key="repo-2")
+
+    assert second.message_id == first.message_id
+    assert second.options["deduplicated"] is True
+    assert other.message_id != first.message_id
+    assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 2
+
+
+def test_a_singleton_window_holds_after_the_job_finished_and_expires_with_its_slot(worker):
+    first = probe_record.send_with_options(kwargs={"key": "w1"}, singleton_key="win",
+                                           singleton_seconds=3600)
+    job_in(first.message_id, "done")
+
+    again = probe_record.send_with_options(kwargs={"key": "w2"}, singleton_key="win",
+                                           singleton_seconds=3600)
+    next_slot = probe_record.send_with_options(kwargs={"key": "w3"}, singleton_key="win",
+                                               singleton_slot=-1)
+
+    assert again.message_id == first.message_id
+    assert next_slot.message_id != first.message_id
+
+
+def test_concurrent_singleton_sends_enqueue_exactly_one_job(broker):
+    barrier = threading.Barrier(8)
+    ids: list[str] = []
+
+    def send(i: int) -> None:
+        barrier.wait()
+        message = probe_record.send_with_options(kwargs={"key": f"r{i}"},
+                                                 singleton_key="race", singleton_seconds=300)
+        ids.append(message.message_id)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(ids)) == 1
+    assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 1
+
+
+def test_a_retried_singleton_keeps_its_key_and_is_not_mistaken_for_a_duplicate(worker):
+    message = probe_fails.send_with_options(kwargs={"key": "single-retry"},
+                                            singleton_key="retry-me", max_retries=2)
+
+    job = job_in(message.message_id, "dead")
+
+    assert job.attempts == 3

@@ -233,3 +233,10 @@ def test_the_prometheus_config_loads_the_alert_rules():
     config = yaml.safe_load((ROOT / "monitoring/prometheus.yml").read_text())
     mounts = dict(v.split(":")[:2] for v in SERVICES["prometheus"]["volumes"])
     assert mounts["./monitoring/alerts.yml"] in config["rule_files"]
+
+
+def test_compose_runs_the_periodic_scheduler_from_the_worker_image():
+    scheduler = SERVICES["scheduler"]
+    assert scheduler["command"] == ["pts-jobs", "scheduler"]
+    assert scheduler["image"] == SERVICES["worker"]["image"]
+    assert scheduler["restart"] == "unless-stopped"

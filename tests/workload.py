@@ -15,6 +15,7 @@ from psycopg2 import sql
 
 from actors.base import Payload, PermanentError, job
 from actors.commands import run_command
+from scheduler import cron
 from settings import JobPolicy, Priority
 
 
@@ -105,3 +106,14 @@ def probe_low(payload: Probe) -> None:
 @job("probe_high", Probe, policy=policy("probe-priority", priority=Priority.HIGH))
 def probe_high(payload: Probe) -> None:
     record(payload.key)
+
+
+class Tick(Payload):
+    fail_first: bool = False
+
+
+@job("probe_tick", Tick, policy=policy("probe-tick"), periodic=cron("* * * * *"))
+def probe_tick(payload: Tick) -> None:
+    runs = record("tick")
+    if payload.fail_first and runs == 1:
+        raise RuntimeError("first tick fails")

@@ -28,6 +28,41 @@ WITH enqueued AS (
 SELECT pg_notify({channel_prefix} || queue_name, '')
 FROM (SELECT DISTINCT queue_name FROM enqueued WHERE available_at <= now()) AS due;
 
+-- enqueue_singleton --
+-- Insert one message unless a job with its singleton key is live on the queue,
+-- or was sent in the same slot; returns its id if it was inserted.
+WITH inserted AS (
+    INSERT INTO {schema}."queue" AS q
+        (message_id, queue_name, "state", message, priority, available_at,
+         singleton_key, singleton_slot)
+    VALUES (%(message_id)s, %(queue_name)s, 'queued', %(message)s::jsonb, %(priority)s,
+            now() + %(delay_ms)s * interval '1 millisecond', %(singleton_key)s,
+            coalesce(%(singleton_slot)s,
+                     floor(extract(epoch FROM now()) / %(singleton_seconds)s)::bigint))
+    ON CONFLICT DO NOTHING
+    RETURNING q.message_id, q.queue_name, q.available_at
+),
+woken AS (
+    SELECT pg_notify({channel_prefix} || queue_name, '')
+    FROM inserted WHERE available_at <= now()
+)
+-- Joining woken makes PostgreSQL run it: a SELECT CTE nobody reads never runs.
+SELECT inserted.message_id::text
+FROM inserted LEFT JOIN (SELECT count(*) FROM woken) AS notified ON true;
+
+-- singleton_holder --
+-- The job that holds a singleton key: the live one, else the one of the slot.
+SELECT message_id::text
+FROM {schema}."queue"
+WHERE queue_name = %(queue_name)s
+  AND singleton_key = %(singleton_key)s
+  AND ("state" IN ('queued', 'consumed')
+       OR singleton_slot = coalesce(%(singleton_slot)s,
+                                    floor(extract(epoch FROM now())
+                                          / %(singleton_seconds)s)::bigint))
+ORDER BY "state" IN ('queued', 'consumed') DESC, enqueued_at DESC
+LIMIT 1;
+
 -- claim --
 -- Lease up to %(limit)s due messages of one queue to this worker, best first.
 -- SKIP LOCKED lets consumers race without waiting on each other; the ORDER BY
