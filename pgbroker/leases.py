@@ -71,6 +71,7 @@ class LeaseKeeper:
         self._inflight = inflight
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reported_lost: set[str] = set()
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -94,8 +95,12 @@ class LeaseKeeper:
             # moment ago, or taken over after our lease lapsed (a long outage).
             still_held = set(self._inflight.ids())
             lost = [m for m in held if m not in renewed and m in still_held]
-            if lost:
-                logger.warning("lease lost for %d running messages: %s", len(lost), lost[:5])
+            # Said once per message: the job runs on here until it returns.
+            newly_lost = [m for m in lost if m not in self._reported_lost]
+            self._reported_lost = set(lost)
+            if newly_lost:
+                logger.warning("lease lost for %d running messages (another worker may run "
+                               "them too): %s", len(newly_lost), newly_lost[:5])
         rescued = self._rescue()
         if rescued:
             logger.warning("rescued %d messages from workers that stopped renewing", rescued)

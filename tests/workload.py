@@ -117,3 +117,10 @@ def probe_tick(payload: Tick) -> None:
     runs = record("tick")
     if payload.fail_first and runs == 1:
         raise RuntimeError("first tick fails")
+
+
+@job("probe_solo", Probe, policy=policy("probe-solo", concurrency=1))
+def probe_solo(payload: Probe) -> None:
+    record(payload.key, "start")
+    time.sleep(payload.seconds)
+    record(payload.key, "end")
