@@ -9,8 +9,11 @@ to exit stops it.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from settings import Settings
+if TYPE_CHECKING:  # not at run time: importing settings reads the environment
+    from settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -31,3 +34,37 @@ def database_url(settings: Settings) -> str:
     logger.info("DATABASE_URL is not set: using the embedded PostgreSQL in %s", data_dir)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")
     return server.get_uri()
+
+
+class EmbeddedPostgres:
+    """A pgserver PostgreSQL of its own in ``data_dir``, which can be stopped and
+    started again (tests and the chaos run restart it under running workers).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        import pgserver
+
+        self.server = pgserver.get_server(data_dir, cleanup_mode="delete")
+        self.data_dir = data_dir
+        self.url = self.server.get_uri()
+        socket_path = self.server.get_postmaster_info().socket_path
+        if socket_path is None:  # pragma: no cover - pgserver uses sockets on POSIX
+            raise RuntimeError("pgserver is not listening on a Unix socket")
+        self.socket_dir = socket_path.parent
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # generated
+
+        pg_ctl(list(args), pgdata=self.data_dir, user=self.server.system_user, timeout=30)
+
+    def stop(self) -> None:
+        """Fast shutdown: sessions are cut, as in a crash or a failover."""
+        self._pg_ctl("-w", "-m", "fast", "stop")
+
+    def start(self) -> None:
+        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}",
+                     "-l", str(self.data_dir / "log"), "start")
+
+    def close(self) -> None:
+        """Stop the server and delete its data."""
+        self.server.cleanup()

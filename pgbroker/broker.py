@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import dramatiq_pg
 import psycopg2
 from dramatiq.broker import MessageProxy
+from dramatiq.errors import ConnectionError
 from dramatiq.message import Message
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
@@ -52,6 +53,8 @@ MAX_CHANNEL_BYTES = 63
 # One enqueue statement never carries more rows than this.
 ENQUEUE_PAGE_SIZE = 1000
 RESCUE_BATCH = 500
+# Payloads are ids and small documents; a megabyte of JSON is a mistake.
+MAX_MESSAGE_BYTES = 1024 * 1024
 _ENQUEUE_ROW = "(%s, %s, 'queued', %s::jsonb, %s, now() + %s * interval '1 millisecond', %s)"
 
 
@@ -170,7 +173,12 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
 
     def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
         if signal == "worker_boot":
-            self.ensure_schema()
+            try:
+                self.ensure_schema()
+            except DISCONNECTS as error:
+                # Not fatal: consumers retry until the database answers.
+                logger.warning("database unreachable at worker boot (%s); retrying",
+                               str(error).strip())
             self.draining = False
             self.leases.start()
         super().emit_after(signal, *args, **kwargs)
@@ -346,7 +354,12 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
     # -- consuming ---------------------------------------------------------
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> PostgresConsumer:
-        self.ensure_schema()
+        try:
+            self.ensure_schema()
+        except DISCONNECTS as error:
+            # Dramatiq restarts a consumer that raises ConnectionError, a few
+            # seconds later; anything else it logs as a bug.
+            raise ConnectionError(str(error).strip()) from error
         cap = self.queue_limit(queue_name)
         limit = min(prefetch, cap) if cap else prefetch
         return PostgresConsumer(self, queue_name, limit=max(limit, 1), timeout_ms=timeout)
@@ -479,12 +492,13 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             time.sleep(0.05)
 
 
-def encode(message: Message | MessageProxy) -> str:
+def encode(message: Message | MessageProxy, max_bytes: int = MAX_MESSAGE_BYTES) -> str:
     """The message as JSON text PostgreSQL accepts.
 
     Raises:
-        InvalidMessage: NaN or infinity, a NUL character, or an object JSON
-            cannot represent (pass pydantic models as ``model_dump(mode="json")``).
+        InvalidMessage: NaN or infinity, a NUL character, a lone surrogate, an
+            object JSON cannot represent (pass pydantic models as
+            ``model_dump(mode="json")``), or more than ``max_bytes`` of JSON.
     """
     plain = message if isinstance(message, Message) else message._message
     # The fields of Message.asdict(), without its per-call dataclass introspection.
@@ -507,6 +521,17 @@ def encode(message: Message | MessageProxy) -> str:
         raise InvalidMessage(
             f"message for {message.actor_name!r} contains a NUL character (\\u0000), "
             "which PostgreSQL cannot store"
+        )
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        raise InvalidMessage(
+            f"message for {message.actor_name!r} is not valid Unicode: {error.reason}"
+        ) from None
+    if size > max_bytes:
+        raise InvalidMessage(
+            f"message for {message.actor_name!r} is {size:,} bytes, over the "
+            f"{max_bytes:,}-byte limit: store large data elsewhere and send its id"
         )
     return text
 

@@ -15,6 +15,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from embedded import EmbeddedPostgres
 from tests.conftest import DATABASE_URL, ROOT, SCHEMA, TEST_ENV
 from tests.support import wait_for
 
@@ -163,38 +164,10 @@ def cli_worker(broker, tmp_path) -> Iterator[Callable[..., CliWorker]]:
         worker.stop()
 
 
-class PrivatePostgres:
-    """An embedded PostgreSQL of one test's own, which it may stop and restart."""
-
-    def __init__(self, data_dir: Path) -> None:
-        import pgserver
-
-        self.server = pgserver.get_server(data_dir, cleanup_mode="delete")
-        self.data_dir = data_dir
-        self.url = self.server.get_uri()
-        socket_path = self.server.get_postmaster_info().socket_path
-        assert socket_path is not None, "pgserver listens on a Unix socket here"
-        self.socket_dir = socket_path.parent
-        prepare_database(self.url)
-
-    def _pg_ctl(self, *args: str) -> None:
-        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # generated
-
-        pg_ctl(list(args), pgdata=self.data_dir, user=self.server.system_user, timeout=30)
-
-    def stop(self) -> None:
-        self._pg_ctl("-w", "-m", "fast", "stop")
-
-    def start(self) -> None:
-        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}",
-                     "-l", str(self.data_dir / "log"), "start")
-
-    def close(self) -> None:
-        self.server.cleanup()
-
-
 @pytest.fixture
-def private_postgres(tmp_path) -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres(tmp_path / "pg")
+def private_postgres(tmp_path) -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of the test's own, which it may stop and start."""
+    server = EmbeddedPostgres(tmp_path / "pg")
+    prepare_database(server.url)
     yield server
     server.close()

@@ -151,8 +151,9 @@ RETURNING message_id::text;
 WITH expired AS (
     SELECT message_id
     FROM {schema}."queue"
-    WHERE "state" = 'consumed' AND lease_expires_at < now()
-    ORDER BY lease_expires_at
+    -- A NULL lease is a row set to consumed by hand or by an old dramatiq-pg.
+    WHERE "state" = 'consumed' AND (lease_expires_at < now() OR lease_expires_at IS NULL)
+    ORDER BY lease_expires_at NULLS FIRST
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
