@@ -21,6 +21,7 @@ from dramatiq.results import Results
 from embedded import database_url
 from middleware import Metrics, Periodic
 from pgbroker import PostgresBroker, PostgresResults
+from pipeline.db import MIGRATIONS as PIPELINE_MIGRATIONS
 from settings import Settings, settings
 
 
@@ -50,6 +51,8 @@ def build_broker(config: Settings) -> PostgresBroker:
         heartbeat_interval=config.heartbeat_interval.total_seconds(),
         poll_interval=config.poll_interval.total_seconds(),
         max_rescues=config.max_rescues,
+        # The pipeline's tables migrate with the queue's, on first use.
+        extra_migrations=[(config.pipeline_schema, PIPELINE_MIGRATIONS)],
     )
     broker.add_middleware(Results(backend=PostgresResults(broker)))
     return broker

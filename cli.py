@@ -109,9 +109,13 @@ def run(args: argparse.Namespace, broker: Any) -> Any:
     from pgbroker import jobs, migrations
 
     if args.command == "migrate":
+        applied = []
+        sets = [(broker.schema, migrations.MIGRATIONS_DIR), *broker.extra_migrations]
         with broker.pool.connection(broker.enqueue_timeout) as conn:
-            applied = migrations.migrate(conn, broker.schema)
-        return {"schema": broker.schema, "applied": [m.name for m in applied]}
+            for schema, directory in sets:
+                applied += [f"{schema}.{m.name}" for m in
+                            migrations.migrate(conn, schema, directory)]
+        return {"schemas": [schema for schema, _ in sets], "applied": applied}
     if args.command == "stats":
         return jobs.queue_stats(broker=broker)
     if args.command == "show":

@@ -217,6 +217,19 @@ class Settings(BaseSettings):
     # Slack-compatible webhook told about dead jobs; unset means no alerts.
     alert_webhook_url: str | None = None
 
+    # The pipeline (actors and pipeline/): its tables' schema, its workspace of
+    # repository clones and fix sandboxes, and the fixer it runs.
+    pipeline_schema: Annotated[str, Field(min_length=1, max_length=30)] = "pipeline"
+    workspace_dir: Path = Path(".workspace")
+    git_timeout: PositiveSeconds = timedelta(minutes=5)
+    # The command execute-fix runs inside the sandbox (the later phases' agent).
+    # Unset: the fix fails with "no fixer configured".
+    fixer_command: str | None = None
+    # Notifications: smtp://user:password@host:port (smtps:// for TLS). Unset:
+    # notifications are rendered and recorded, not mailed.
+    smtp_url: SecretStr | None = None
+    mail_from: str = "Place to Stand <no-reply@placetostand.example>"
+
     policies: Policies = Field(default_factory=lambda: Policies.model_validate({}))
 
     @model_validator(mode="after")

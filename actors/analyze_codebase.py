@@ -1,14 +1,20 @@
-"""analyze-codebase: analyse a linked repository."""
+"""analyze-codebase: clone or fetch a linked repository and describe it.
+
+One analysis per repository at a time: sends are singletons on
+``analyze-<repoLinkId>`` for 5 minutes (the spec's singletonKey), enforced in
+PostgreSQL; a second send returns the first job's id.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Literal
 from uuid import UUID
 
+from pipeline.codebase import analyze
+
 from .base import Payload, job
 
-logger = logging.getLogger(__name__)
+SINGLETON_SECONDS = 5 * 60
 
 
 class AnalyzeCodebase(Payload):
@@ -18,10 +24,11 @@ class AnalyzeCodebase(Payload):
     triggered_by: Literal["link", "webhook", "manual"] = "manual"
 
 
-@job("analyze_codebase", AnalyzeCodebase, store_results=True)
+def singleton(payload: AnalyzeCodebase) -> tuple[str, int]:
+    return f"analyze-{payload.repo_link_id}", SINGLETON_SECONDS
+
+
+@job("analyze_codebase", AnalyzeCodebase, singleton=singleton, store_results=True)
 def analyze_codebase(payload: AnalyzeCodebase) -> dict:
-    logger.info(
-        "analysing repository link %s (full=%s, triggered by %s)",
-        payload.repo_link_id, payload.full_analysis, payload.triggered_by,
-    )
-    return {"repo_link_id": str(payload.repo_link_id), "full_analysis": payload.full_analysis}
+    return analyze(str(payload.repo_link_id), full_analysis=payload.full_analysis,
+                   triggered_by=payload.triggered_by)

@@ -76,6 +76,18 @@ class PermanentError(Exception):
 _deadline = threading.local()
 
 
+def is_final_attempt() -> bool:
+    """True while the running job is on its last attempt (no retry follows a failure)."""
+    from dramatiq.middleware import CurrentMessage
+
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        return True
+    actor = dramatiq.get_broker().get_actor(message.actor_name)
+    max_retries = message.options.get("max_retries", actor.options.get("max_retries", 20))
+    return int(message.options.get("retries", 0)) >= max_retries
+
+
 def seconds_left() -> float | None:
     """Seconds until the running job's time limit, or None outside a job."""
     deadline = getattr(_deadline, "at", None)
@@ -85,8 +97,16 @@ def seconds_left() -> float | None:
 class JobActor(dramatiq.Actor, Generic[P]):
     """A Dramatiq actor whose keyword arguments are a validated :class:`Payload`."""
 
-    def __init__(self, fn: Callable[[P], Any], *, payload_model: type[P], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        fn: Callable[[P], Any],
+        *,
+        payload_model: type[P],
+        singleton: Callable[[P], tuple[str, int]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.payload_model = payload_model
+        self.singleton = singleton
         super().__init__(fn, **kwargs)
 
     def validate(self, args: tuple = (), kwargs: Mapping[str, Any] | None = None) -> P:
@@ -115,6 +135,9 @@ class JobActor(dramatiq.Actor, Generic[P]):
     ) -> Message:
         # Every send path goes through here: send, send_with_options, message.
         payload = self.validate(args, kwargs)
+        if self.singleton is not None and "singleton_key" not in options:
+            key, seconds = self.singleton(payload)
+            options.update(singleton_key=key, singleton_seconds=seconds)
         return super().message_with_options(
             args=(), kwargs=payload.model_dump(mode="json"), **options
         )
@@ -151,13 +174,16 @@ def job(
     payload_model: type[P],
     *,
     policy: JobPolicy | None = None,
+    singleton: Callable[[P], tuple[str, int]] | None = None,
     **options: Any,
 ) -> Callable[[Callable[[P], Any]], JobActor[P]]:
     """Declare the actor of job type ``actor_name`` with its policy.
 
     The queue, retries, backoff, time limit, priority and concurrency come from
     ``policy``, by default the row of ``settings.policies`` named ``actor_name``;
-    ``options`` adds other Dramatiq actor options (``store_results=True``, ...).
+    ``singleton(payload)`` returns the (key, seconds) that makes sends of the
+    same key within that window one job; ``options`` adds other Dramatiq actor
+    options (``store_results=True``, ``periodic=cron(...)``, ...).
     """
     if policy is None:
         policy = settings.policies.by_actor()[actor_name]
@@ -179,6 +205,7 @@ def job(
         return JobActor(
             fn,
             payload_model=payload_model,
+            singleton=singleton,
             broker=broker,
             actor_name=actor_name,
             queue_name=policy.queue,

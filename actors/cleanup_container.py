@@ -1,25 +1,31 @@
-"""cleanup-container: remove a fix job's sandbox once it is finished."""
+"""cleanup-container: remove a fix job's sandbox once it is finished.
+
+Idempotent: a sandbox already gone is success. Only paths inside the
+workspace's sandboxes directory are ever removed.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 from uuid import UUID
 
 from pydantic import StringConstraints
 
-from .base import Payload, job
+from pipeline.fixes import remove_sandbox
 
-logger = logging.getLogger(__name__)
+from .base import Payload, PermanentError, job
 
 
 class CleanupContainer(Payload):
-    container_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    # The sandbox's path (a Docker runtime would put a container id here).
+    container_id: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     fix_job_id: UUID
 
 
 @job("cleanup_container", CleanupContainer, store_results=True)
 def cleanup_container(payload: CleanupContainer) -> dict:
-    logger.info("cleaning up container %s of fix job %s", payload.container_id,
-                payload.fix_job_id)
-    return {"container_id": payload.container_id, "removed": True}
+    try:
+        removed = remove_sandbox(payload.container_id)
+    except ValueError as refused:
+        raise PermanentError(str(refused)) from None
+    return {"container_id": payload.container_id, "removed": removed}

@@ -1,13 +1,18 @@
-"""execute-fix: run the autonomous fix workflow for one bug (up to 45 minutes)."""
+"""execute-fix: run the autonomous fix workflow for one bug (up to 45 minutes).
+
+The state machine, sandbox and fixer live in ``pipeline/fixes.py``. This job
+sends fix_started, then pr_created (when the fixer reports a PR) or, after its
+last attempt fails, fix_failed; it always enqueues cleanup-container for its
+sandbox, in the same transaction as the final status.
+"""
 
 from __future__ import annotations
 
-import logging
 from uuid import UUID
 
-from .base import Payload, job
+from pipeline.fixes import execute
 
-logger = logging.getLogger(__name__)
+from .base import Payload, is_final_attempt, job
 
 
 class ExecuteFix(Payload):
@@ -19,6 +24,4 @@ class ExecuteFix(Payload):
 
 @job("execute_fix", ExecuteFix, store_results=True)
 def execute_fix(payload: ExecuteFix) -> dict:
-    logger.info("executing fix job %s for bug report %s", payload.fix_job_id,
-                payload.bug_report_id)
-    return {"fix_job_id": str(payload.fix_job_id), "status": "succeeded"}
+    return execute(str(payload.fix_job_id), final_attempt=is_final_attempt())

@@ -1,13 +1,17 @@
-"""process-bug-report: parse and enrich an incoming bug report."""
+"""process-bug-report: parse and enrich an incoming bug report.
+
+RECEIVED -> PARSED (with bug_received enqueued in the same transaction), or
+INVALID with the reason when nothing in it can be used (not retried). A missing
+report is dead at once.
+"""
 
 from __future__ import annotations
 
-import logging
 from uuid import UUID
 
-from .base import Payload, job
+from pipeline.bug_reports import process
 
-logger = logging.getLogger(__name__)
+from .base import Payload, job
 
 
 class ProcessBugReport(Payload):
@@ -16,5 +20,4 @@ class ProcessBugReport(Payload):
 
 @job("process_bug_report", ProcessBugReport, store_results=True)
 def process_bug_report(payload: ProcessBugReport) -> dict:
-    logger.info("processing bug report %s", payload.bug_report_id)
-    return {"bug_report_id": str(payload.bug_report_id), "status": "PARSED"}
+    return process(str(payload.bug_report_id))

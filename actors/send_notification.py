@@ -1,16 +1,19 @@
-"""send-notification: tell someone where their bug report stands."""
+"""send-notification: tell someone where their bug report stands.
+
+Rendered from ``pipeline/templates``, mailed when ``JOBS_SMTP_URL`` is set, and
+recorded; a retried or duplicated job never sends the same notification twice.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import EmailStr
 
-from .base import Payload, job
+from pipeline.notifications import deliver
 
-logger = logging.getLogger(__name__)
+from .base import Payload, job
 
 NotificationType = Literal["bug_received", "fix_started", "pr_created", "fix_failed"]
 
@@ -24,6 +27,7 @@ class SendNotification(Payload):
 
 @job("send_notification", SendNotification, store_results=True)
 def send_notification(payload: SendNotification) -> dict:
-    # The address is personal data: it goes to the log line, never to metrics.
-    logger.info("notification %s for bug report %s", payload.type, payload.bug_report_id)
-    return {"type": payload.type, "bug_report_id": str(payload.bug_report_id)}
+    # The address is personal data: it goes to the database, never to metrics or logs.
+    status = deliver(payload.type, str(payload.bug_report_id), payload.recipient_email,
+                     payload.data)
+    return {"type": payload.type, "status": status}

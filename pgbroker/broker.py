@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import dramatiq_pg
@@ -74,6 +75,8 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         heartbeat_interval: seconds between lease renewals (and rescues).
         poll_interval: seconds between claims when no NOTIFY arrives.
         max_rescues: times a job may lose its worker before it is dead-lettered.
+        extra_migrations: (schema, directory) pairs of the application's own
+            migrations, applied with the broker's on first use.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         heartbeat_interval: float = 5.0,
         poll_interval: float = 1.0,
         max_rescues: int = 3,
+        extra_migrations: Sequence[tuple[str, Path]] = (),
     ) -> None:
         pool = Pool(url, size=pool_size)
         # results=False: our results backend replaces dramatiq-pg's (see results.py).
@@ -100,6 +104,7 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         self.lease_timeout = lease_timeout
         self.poll_interval = poll_interval
         self.max_rescues = max_rescues
+        self.extra_migrations = list(extra_migrations)
         # The worker options this broker enforces itself.
         self.actor_options.add("concurrency")
 
@@ -198,10 +203,12 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         with self._schema_lock:
             if self._schema_ready:
                 return
+            sets = [(self.schema, migrations.MIGRATIONS_DIR), *self.extra_migrations]
             with self.pool.connection(self.enqueue_timeout) as conn:
-                applied = migrations.migrate(conn, self.schema)
-            if applied:
-                logger.info("schema %s: applied %s", self.schema, [m.name for m in applied])
+                for schema, directory in sets:
+                    applied = migrations.migrate(conn, schema, directory)
+                    if applied:
+                        logger.info("schema %s: applied %s", schema, [m.name for m in applied])
             self._schema_ready = True
 
     # -- producing ---------------------------------------------------------

@@ -1,8 +1,9 @@
 """Numbered, forward-only SQL migrations, applied once each.
 
-``sql/migrations/NNNN_name.sql`` run in order inside one transaction that first
-takes an advisory lock, so workers starting together apply each migration
-exactly once: the first one applies, the others wait and then find nothing to do.
+``NNNN_name.sql`` files (the broker's in ``sql/migrations/``) run in order inside
+one transaction that first takes an advisory lock, so workers starting together
+apply each migration exactly once: the first one applies, the others wait and
+then find nothing to do. ``{schema}`` in a file is the quoted schema name.
 """
 
 from __future__ import annotations
@@ -30,27 +31,33 @@ class Migration:
     path: Path
 
 
-def available() -> list[Migration]:
-    """Every migration shipped with the package, in order."""
+def available(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Every migration in ``directory`` (by default the broker's), in order."""
     found = []
-    for path in MIGRATIONS_DIR.iterdir():
+    for path in directory.iterdir():
         match = _NAME.match(path.name)
         if match:
             found.append(Migration(int(match[1]), match[2], path))
     return sorted(found, key=lambda m: m.version)
 
 
-def migrate(conn: Connection, schema: str) -> list[Migration]:
-    """Bring ``schema`` up to date and commit. Returns the migrations applied."""
+def migrate(
+    conn: Connection, schema: str, directory: Path = MIGRATIONS_DIR
+) -> list[Migration]:
+    """Bring ``schema`` up to date with ``directory`` and commit.
+
+    Returns the migrations applied. Each schema records its own in
+    ``<schema>.schema_migrations``.
+    """
     # One transaction for all of it, even on an autocommit connection.
     autocommit, conn.autocommit = conn.autocommit, False
     try:
-        return _migrate(conn, schema)
+        return _migrate(conn, schema, directory)
     finally:
         conn.autocommit = autocommit
 
 
-def _migrate(conn: Connection, schema: str) -> list[Migration]:
+def _migrate(conn: Connection, schema: str, directory: Path) -> list[Migration]:
     applied_now = []
     with conn, conn.cursor() as cur:
         # Serialises concurrent starts; released at commit.
@@ -72,7 +79,7 @@ def _migrate(conn: Connection, schema: str) -> list[Migration]:
         )
         cur.execute(bind("SELECT version FROM {schema}.schema_migrations", schema))
         done = {version for (version,) in cur.fetchall()}
-        for migration in available():
+        for migration in available(directory):
             if migration.version in done:
                 continue
             logger.info("applying migration %04d_%s", migration.version, migration.name)

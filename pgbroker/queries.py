@@ -1,6 +1,6 @@
-"""The broker's SQL, read once from ``sql/queries.sql`` and bound to a schema.
+"""Named SQL, read once from ``.sql`` files and bound to a schema.
 
-Each query in the file stands under a ``-- name --`` header. ``{schema}`` and
+Each query in a file stands under a ``-- name --`` header. ``{schema}`` and
 ``{channel_prefix}`` are filled with a quoted identifier and a quoted literal, so
 a schema name from settings never reaches SQL as raw text.
 """
@@ -31,14 +31,18 @@ def bind(text: str, schema: str) -> sql.Composed:
 
 
 @functools.cache
-def _raw_queries() -> dict[str, str]:
-    text = (SQL_DIR / "queries.sql").read_text()
-    parts = _HEADER.split(text)
+def _parse(path: Path) -> dict[str, str]:
+    parts = _HEADER.split(path.read_text())
     # parts = [preamble, name1, body1, name2, body2, ...]
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 @functools.cache
+def named_queries(path: Path, schema: str) -> dict[str, sql.Composed]:
+    """Every query of the file at ``path``, bound to ``schema``."""
+    return {name: bind(body, schema) for name, body in _parse(path).items()}
+
+
 def queries(schema: str) -> dict[str, sql.Composed]:
-    """Every named query, bound to ``schema``."""
-    return {name: bind(body, schema) for name, body in _raw_queries().items()}
+    """The broker's queries (``sql/queries.sql``), bound to ``schema``."""
+    return named_queries(SQL_DIR / "queries.sql", schema)

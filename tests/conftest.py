@@ -27,11 +27,16 @@ def _database_url() -> str:
 
 
 DATABASE_URL = _database_url()
-SCHEMA = f"pts_test_{uuid.uuid4().hex[:8]}"
+RUN = uuid.uuid4().hex[:8]
+SCHEMA = f"pts_test_{RUN}"
+PIPELINE_SCHEMA = f"pts_pipeline_{RUN}"
+WORKSPACE = Path(tempfile.gettempdir()) / f"pts-jobs-test-workspace-{RUN}"
 
 TEST_ENV = {
     "DATABASE_URL": DATABASE_URL,
     "JOBS_SCHEMA_NAME": SCHEMA,
+    "JOBS_PIPELINE_SCHEMA": PIPELINE_SCHEMA,
+    "JOBS_WORKSPACE_DIR": str(WORKSPACE),
     # Fast liveness so rescue tests take seconds, not minutes.
     "JOBS_HEARTBEAT_INTERVAL": "0.5",
     "JOBS_LEASE_TIMEOUT": "2",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from psycopg2 import sql
 
 from embedded import EmbeddedPostgres
-from tests.conftest import DATABASE_URL, ROOT, SCHEMA, TEST_ENV
+from tests.conftest import DATABASE_URL, PIPELINE_SCHEMA, ROOT, SCHEMA, TEST_ENV, WORKSPACE
 from tests.support import wait_for
 
 
@@ -34,16 +35,21 @@ def broker():
     yield configured
     configured.close()
     with db() as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
+        for schema in (SCHEMA, PIPELINE_SCHEMA):
+            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(schema)))
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
 
 
 def prepare_database(url: str) -> None:
-    """The test schema on the server at ``url``: migrated, with ``test_runs``."""
+    """The test schemas on the server at ``url``: migrated, with ``test_runs``."""
     from pgbroker import migrations
+    from pipeline.db import MIGRATIONS
 
     conn = psycopg2.connect(url)
     try:
         migrations.migrate(conn, SCHEMA)
+        migrations.migrate(conn, PIPELINE_SCHEMA, MIGRATIONS)
     finally:
         conn.close()
     with db(url) as conn, conn.cursor() as cur:
@@ -81,6 +87,11 @@ def clean_tables(request):
         return
     request.getfixturevalue("broker")
     query('TRUNCATE {schema}."queue", {schema}.test_runs')
+    with db() as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL(
+            "TRUNCATE {0}.notifications, {0}.fix_job_steps, {0}.fix_jobs, "
+            "{0}.codebase_knowledge, {0}.bug_reports, {0}.repo_links"
+        ).format(sql.Identifier(PIPELINE_SCHEMA)))
     yield
 
 

@@ -14,7 +14,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import uuid
 import venv
 from datetime import timedelta
 
@@ -153,8 +152,10 @@ def test_the_images_install_and_start_commands_work_in_a_clean_virtualenv(tmp_pa
         wait_for(lambda: "is ready for action" in (tmp_path / "worker.log").read_text(),
                  timeout=30, what="the image's worker to boot")
         import actors
+        from pipeline.bug_reports import receive
 
-        message = actors.process_bug_report.send(bug_report_id=str(uuid.uuid4()))
+        bug = receive(raw_text="Login button does nothing")
+        message = actors.process_bug_report.send(bug_report_id=bug)
         job_in(message.message_id, "done", timeout=20)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
