@@ -19,7 +19,7 @@ from dramatiq.middleware import (
 from dramatiq.results import Results
 
 from embedded import database_url
-from middleware import Metrics, Periodic
+from middleware import DeadLetterAlerts, Metrics, Periodic
 from pgbroker import PostgresBroker, PostgresResults
 from pipeline.db import MIGRATIONS as PIPELINE_MIGRATIONS
 from settings import Settings, settings
@@ -40,6 +40,7 @@ def build_broker(config: Settings) -> PostgresBroker:
         Retries(),
         CurrentMessage(),
         Periodic(),
+        DeadLetterAlerts(config.alert_webhook_url),
     ]
     broker = PostgresBroker(
         url=database_url(config),

@@ -160,8 +160,13 @@ class JobActor(dramatiq.Actor, Generic[P]):
         return self.broker
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from dramatiq.middleware import CurrentMessage
+
         payload = self.validate(args, kwargs)
-        time_limit_ms = self.options.get("time_limit")
+        message = CurrentMessage.get_current_message()
+        # As dramatiq's TimeLimit: the message's own limit, else the actor's.
+        time_limit_ms = (message.options if message else {}).get(
+            "time_limit", self.options.get("time_limit"))
         _deadline.at = None if time_limit_ms is None else time.monotonic() + time_limit_ms / 1000
         try:
             return self.fn(payload)

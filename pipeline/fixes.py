@@ -4,9 +4,11 @@ queued -> preparing -> running -> succeeded, or back to queued for a retry,
 or failed after the last one. Each step goes to ``fix_job_steps``; while the
 fixer runs, a heartbeat updates ``heartbeat_at``.
 
-The sandbox is an isolated checkout of the repository at the analysed commit,
-at ``JOBS_WORKSPACE_DIR/sandboxes/<fix job id>``: a retry replaces it rather
-than leaking another. The fixer (``JOBS_FIXER_COMMAND``, later the AI agent)
+The sandbox is a directory of the fix job's own,
+``JOBS_WORKSPACE_DIR/sandboxes/<fix job id>``, holding an isolated checkout of
+the repository at the analysed commit (``checkout/``) and the files exchanged
+with the fixer: a retry replaces it rather than leaking another, and
+cleanup-container removes all of it. The fixer (``JOBS_FIXER_COMMAND``, later the AI agent)
 runs inside it under the job's time limit, its whole process tree killed at the
 limit. It may write a JSON report to ``$FIX_REPORT``: ``{"pr_url": ...,
 "tests": "passed" | "failed" | "not_run", "summary": ...}``. The patch is the
@@ -66,7 +68,7 @@ def execute(fix_job_id: str, *, final_attempt: bool) -> dict[str, Any]:
     number = attempt["attempts"] if attempt else 1
     step = _StepLog(fix_job_id, number)
     recipient = report["reporter_email"]
-    if recipient:  # sent once however many attempts: notifications are deduplicated
+    if recipient and number == 1:  # (delivery is deduplicated too, should this repeat)
         _notify_in_transaction(send_notification, "fix_started", report, fix_job_id, {})
 
     heartbeat = _Heartbeat(fix_job_id, settings.heartbeat_interval.total_seconds())
@@ -76,13 +78,13 @@ def execute(fix_job_id: str, *, final_attempt: bool) -> dict[str, Any]:
         # This worker may not have analysed the repository: fetch it if needed.
         cache = sync_repository(settings.workspace_dir / "repos" / str(link["id"]),
                                 link["url"], link["branch"])
-        prepare_sandbox(sandbox, cache, knowledge["commit_sha"])
+        checkout = prepare_sandbox(sandbox, cache, knowledge["commit_sha"])
         db.run("fix_job_running", id=fix_job_id)
         heartbeat.start()
         step("running", settings.fixer_command or "(no fixer configured)")
-        outcome, logs = run_fixer(sandbox, settings.fixer_command, fix_job_id, report)
+        outcome, logs = run_fixer(sandbox, checkout, settings.fixer_command, fix_job_id, report)
         heartbeat.stop()
-        patch = diff(sandbox, knowledge["commit_sha"])
+        patch = diff(checkout, knowledge["commit_sha"])
         step("succeeded", f"patch of {len(patch.splitlines())} lines; tests {outcome['tests']}")
     except BaseException as error:  # the time limit too: it ends this attempt
         heartbeat.stop()
@@ -107,12 +109,17 @@ def execute(fix_job_id: str, *, final_attempt: bool) -> dict[str, Any]:
     return {"status": "succeeded", "pr_url": outcome.get("pr_url"), "tests": outcome["tests"]}
 
 
-def prepare_sandbox(sandbox: Path, cache: Path, commit: str) -> None:
-    """A fresh checkout of ``commit`` at ``sandbox``, replacing any earlier one."""
+def prepare_sandbox(sandbox: Path, cache: Path, commit: str) -> Path:
+    """A fresh sandbox with a checkout of ``commit``, replacing any earlier one.
+
+    Returns the checkout's path.
+    """
     remove_sandbox(sandbox)
-    sandbox.parent.mkdir(parents=True, exist_ok=True)
-    git(sandbox.parent, "clone", "--quiet", "--shared", "--no-checkout", str(cache), str(sandbox))
-    git(sandbox, "checkout", "--quiet", "--detach", commit)
+    sandbox.mkdir(parents=True)
+    checkout = sandbox / "checkout"
+    git(sandbox, "clone", "--quiet", "--shared", "--no-checkout", str(cache), str(checkout))
+    git(checkout, "checkout", "--quiet", "--detach", commit)
+    return checkout
 
 
 def remove_sandbox(sandbox: Path | str) -> bool:
@@ -129,18 +136,21 @@ def remove_sandbox(sandbox: Path | str) -> bool:
     return True
 
 
-def run_fixer(sandbox: Path, command: str | None, fix_job_id: str,
+def run_fixer(sandbox: Path, checkout: Path, command: str | None, fix_job_id: str,
               report: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Run the fixer in ``sandbox``; returns its report and its output."""
+    """Run the fixer in ``checkout``; returns its report and its output.
+
+    The fixer gets ``FIX_JOB_ID``, ``BUG_REPORT_JSON`` (the parsed report),
+    ``FIX_REPORT`` (where to write its own) and ``SANDBOX`` (the checkout).
+    """
     if not command:
         raise FixFailed("no fixer configured (set JOBS_FIXER_COMMAND)")
-    report_path = sandbox.parent / f"{sandbox.name}.report.json"
-    report_path.unlink(missing_ok=True)
-    bug_path = sandbox.parent / f"{sandbox.name}.bug.json"
+    report_path = sandbox / "report.json"
+    bug_path = sandbox / "bug.json"
     bug_path.write_text(json.dumps(report, default=str))
     env = {**os.environ, "FIX_JOB_ID": fix_job_id, "FIX_REPORT": str(report_path),
-           "BUG_REPORT_JSON": str(bug_path), "SANDBOX": str(sandbox)}
-    result = run_command(shlex.split(command), cwd=sandbox, env=env)  # job's time limit
+           "BUG_REPORT_JSON": str(bug_path), "SANDBOX": str(checkout)}
+    result = run_command(shlex.split(command), cwd=checkout, env=env)  # job's time limit
     logs = (result.stdout + result.stderr)[-LOG_LIMIT:]
     outcome: dict[str, Any] = {}
     if report_path.exists():
@@ -156,10 +166,10 @@ def run_fixer(sandbox: Path, command: str | None, fix_job_id: str,
     return {"pr_url": outcome.get("pr_url"), "tests": tests}, logs
 
 
-def diff(sandbox: Path, commit: str) -> str:
+def diff(checkout: Path, commit: str) -> str:
     """Everything the fixer changed, new files included, as one patch."""
-    git(sandbox, "add", "--all")
-    return git(sandbox, "diff", "--cached", commit)
+    git(checkout, "add", "--all")
+    return git(checkout, "diff", "--cached", commit)
 
 
 def _load(fix_job_id: str) -> tuple[dict, dict, dict, dict]:

@@ -136,6 +136,9 @@ def _parse_text(text: str) -> dict[str, Any]:
     current = "description"
     frames: list[StackFrame] = []
     for line in text.splitlines():
+        if not line.strip():
+            current = "description"  # a blank line ends a section
+            continue
         match = _SECTION.match(line)
         if match:
             current = _section_name(match["name"])
@@ -146,8 +149,7 @@ def _parse_text(text: str) -> dict[str, Any]:
         if frame:
             frames.append(frame)
             continue
-        if line.strip():
-            sections.setdefault(current, []).append(line.rstrip())
+        sections.setdefault(current, []).append(line.rstrip())
     error = _ERROR.search(text)
     if error:
         found["error_type"] = error["type"].split(".")[-1]  # TypeError, not a.b.TypeError

@@ -1,0 +1,73 @@
+"""Tells a Slack-compatible webhook about every job that dies.
+
+When a job is dead-lettered after its last retry (or at once, for a permanent
+error), ``JOBS_ALERT_WEBHOOK_URL`` receives its name, id, attempts and error, as
+the spec's alerting sketch does. The post runs on a thread of its own with a
+short timeout: a slow or failing webhook is logged, never retried into the
+worker's way, and the job is already safe in the dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from typing import Any
+
+from dramatiq.middleware import Middleware
+
+logger = logging.getLogger(__name__)
+TIMEOUT = 5.0
+
+
+def alert_body(message: Any, error: str, attempts: int) -> dict[str, Any]:
+    """The Slack message: a line of text and the job's details as fields."""
+    return {
+        "text": f":rotating_light: Job permanently failed: {message.actor_name}",
+        "attachments": [{
+            "color": "danger",
+            "fields": [
+                {"title": "Job", "value": message.actor_name, "short": True},
+                {"title": "Queue", "value": message.queue_name, "short": True},
+                {"title": "Job ID", "value": message.message_id, "short": True},
+                {"title": "Attempts", "value": str(attempts), "short": True},
+                {"title": "Error", "value": error[:1500]},
+            ],
+        }],
+    }
+
+
+def post(url: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
+        method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            response.read()
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        logger.warning("dead-letter alert not delivered: %s", error)
+
+
+class DeadLetterAlerts(Middleware):
+    def __init__(self, webhook_url: str | None) -> None:
+        self.webhook_url = webhook_url
+
+    def after_nack(self, broker, message) -> None:
+        if not self.webhook_url:
+            return
+        exception = getattr(message, "_exception", None)
+        error = (f"{type(exception).__name__}: {exception}" if exception is not None
+                 else message.options.get("traceback", "rejected").strip().splitlines()[-1])
+        threading.Thread(target=self._alert, args=(broker, message, error),
+                         name="dead-letter-alert", daemon=True).start()
+
+    def _alert(self, broker: Any, message: Any, error: str) -> None:
+        assert self.webhook_url is not None
+        try:
+            # The queue table counts every delivery; dramatiq's options do not.
+            attempts = broker.fetch("job_by_id", message_id=message.message_id)[0][4]
+        except Exception:
+            attempts = message.options.get("retries", 0) + 1
+        post(self.webhook_url, alert_body(message, error, attempts))
