@@ -1,10 +1,14 @@
-"""Run the job system end to end: database, a worker, a job of each type.
+"""Run the job system end to end: database, a worker, one bug report through it.
 
     python demo.py            # runs until Ctrl-C
     python demo.py --once     # exits once the demo jobs are done
 
 Without ``DATABASE_URL`` an embedded PostgreSQL starts in ``.pgdata``; with it,
-that server is used. The worker is ``dramatiq actors``, as in production.
+that server is used. The worker is ``dramatiq actors``, as in production. A bug
+report about a small sample repository is received, parsed, the repository
+analysed, fixed by the stand-in fixer (``examples/fixer.py``) in a sandbox,
+the reporter notified (recorded, or mailed with ``JOBS_SMTP_URL``) and the
+sandbox cleaned up.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -39,18 +42,20 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DATABASE_URL"] = url
     print(f"database   {mask_url(url)} (schema {settings.schema_name})")
 
-    import actors
+    import actors  # noqa: F401  (declares the job types)
     from broker import broker
 
     broker.ensure_schema()
     print(f"ready      in {time.monotonic() - started:.1f}s; starting `dramatiq actors`")
+    # The stand-in fixer, unless one is configured.
+    os.environ.setdefault("JOBS_FIXER_COMMAND", f"{sys.executable} {ROOT / 'examples/fixer.py'}")
     worker = subprocess.Popen(
         [sys.executable, "-m", "dramatiq", "actors", "--processes", "1",
          "--threads", str(args.threads)],
         cwd=ROOT,
     )
     try:
-        return run_demo(actors, once=args.once, worker=worker)
+        return run_demo(once=args.once, worker=worker)
     except KeyboardInterrupt:
         print("\nstopping the worker (running jobs finish first)...")
         return 0
@@ -58,53 +63,106 @@ def main(argv: list[str] | None = None) -> int:
         stop(worker)
 
 
-def run_demo(actors, *, once: bool, worker: subprocess.Popen) -> int:
+def run_demo(*, once: bool, worker: subprocess.Popen) -> int:
+    """One bug report through the pipeline: intake, parse, analyse, fix, notify, clean."""
+    import actors
     from actors.base import InvalidPayload
     from pgbroker.jobs import get_job
+    from pipeline import db
+    from pipeline.bug_reports import receive
+    from pipeline.fixes import queue_fix
 
-    bug, repo, fix = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    sent = [
-        actors.process_bug_report.send(bug_report_id=str(bug)),
-        actors.analyze_codebase.send(repo_link_id=str(repo), triggered_by="manual"),
-        actors.execute_fix.send(fix_job_id=str(fix), bug_report_id=str(bug),
-                                repo_link_id=str(repo), codebase_knowledge_id=str(uuid.uuid4())),
-        actors.cleanup_container.send(container_id=f"sandbox-{fix}", fix_job_id=str(fix)),
-        actors.send_notification.send(type="bug_received", bug_report_id=str(bug),
-                                      recipient_email="reporter@example.com"),
-    ]
+    def wait(message_id: str, what: str) -> bool:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                print(f"the worker exited with code {worker.returncode}")
+                return False
+            job = get_job(message_id)
+            if job.state in ("done", "dead"):
+                took = ((job.finished_at or job.enqueued_at) - job.enqueued_at).total_seconds()
+                print(f"{job.state:<5} {job.queue_name:<19} {took * 1000:6.0f} ms  {what}: "
+                      f"{job.result or job.last_error}")
+                return job.state == "done"
+            time.sleep(0.05)
+        print(f"timed out waiting for {what}")
+        return False
+
     try:
         actors.send_notification.send(type="bug_received", bug_report_id="nope",
                                       recipient_email="not-an-address")
     except InvalidPayload as refused:
-        print(f"refused    {refused}")
+        print(f"refused   {refused}")
 
-    sent_at = time.monotonic()
-    pending = {m.message_id: m for m in sent}
-    while pending:
-        if worker.poll() is not None:
-            print(f"the worker exited with code {worker.returncode}")
+    repo = sample_repository()
+    link = db.fetch_one("repo_link_insert", url=str(repo), branch="main")
+    assert link is not None
+    bug = receive(raw_text=SAMPLE_REPORT, reporter_email="reporter@example.com",
+                  repo_link_id=str(link["id"]))
+    steps = [
+        (lambda: actors.process_bug_report.send(bug_report_id=bug).message_id, "bug report"),
+        (lambda: actors.analyze_codebase.send(repo_link_id=str(link["id"])).message_id,
+         "analysis"),
+    ]
+    for send, what in steps:
+        if not wait(send(), what):
             return 1
-        if time.monotonic() - sent_at > 60:
-            print(f"timed out waiting for {len(pending)} jobs")
-            return 1
-        for message_id in list(pending):
-            job = get_job(message_id)
-            if job.state in ("done", "dead"):
-                took = ((job.finished_at or job.enqueued_at) - job.enqueued_at).total_seconds()
-                print(f"{job.state:<10} {job.queue_name:<20} {message_id}  {took * 1000:6.0f} ms"
-                      f"  -> {job.result or job.last_error}")
-                del pending[message_id]
-        time.sleep(0.05)
-
+    fix_job_id = queue_fix(bug)
+    if not wait(_job_of("execute_fix"), "fix"):
+        return 1
+    for actor_name in ("send_notification", "cleanup_container"):
+        for message_id in _jobs_of(actor_name):
+            if not wait(message_id, actor_name.replace("_", " ")):
+                return 1
+    fix = db.fetch_one("fix_job_get", id=fix_job_id) or {}
+    print(f"\nfix job {fix_job_id}: {fix.get('status')}, pull request {fix.get('pr_url')}")
+    print(fix.get("patch", ""))
     if once:
         return 0
-    print("\nthe worker keeps running: send jobs from another shell, e.g.\n"
-          "  .venv/bin/python -c \"import actors, uuid; "
-          "actors.process_bug_report.send(bug_report_id=str(uuid.uuid4()))\"\n"
-          "press Ctrl-C to stop")
+    print("the worker keeps running: send jobs from another shell, or press Ctrl-C to stop")
     while worker.poll() is None:
         time.sleep(0.5)
     return worker.returncode or 0
+
+
+SAMPLE_REPORT = """add() returns the wrong total
+
+Steps to reproduce:
+1. Call add(2, 2)
+
+Expected: 4
+Actual: 0
+
+AssertionError: assert 0 == 4
+"""
+
+
+def sample_repository() -> Path:
+    """A tiny git repository with a bug, in the workspace (made once)."""
+    from settings import settings
+
+    repo = (settings.workspace_dir / "demo-repo").resolve()
+    if (repo / ".git").is_dir():
+        return repo
+    (repo / "src").mkdir(parents=True, exist_ok=True)
+    (repo / "pyproject.toml").write_text('[project]\nname = "sample"\n')
+    (repo / "src" / "app.py").write_text("def add(a, b):\n    return a - b\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@example.com",
+           "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@example.com"}
+    for command in (["init", "--quiet", "--initial-branch", "main"], ["add", "--all"],
+                    ["commit", "--quiet", "-m", "sample"]):
+        subprocess.run(["git", *command], cwd=repo, env=env, check=True)
+    return repo
+
+
+def _jobs_of(actor_name: str) -> list[str]:
+    from broker import broker
+
+    return [row[0] for row in broker.fetch("jobs_of_actor", actor_name=actor_name)]
+
+
+def _job_of(actor_name: str) -> str:
+    return _jobs_of(actor_name)[-1]
 
 
 def stop(worker: subprocess.Popen) -> None:

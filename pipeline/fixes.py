@@ -46,6 +46,36 @@ def sandbox_path(fix_job_id: str) -> Path:
     return (settings.workspace_dir / "sandboxes" / str(fix_job_id)).resolve()
 
 
+def queue_fix(bug_report_id: str) -> str:
+    """Create a fix job for a parsed report and enqueue execute-fix, in one transaction.
+
+    Uses the latest analysis of the report's repository. Returns the fix job's id.
+
+    Raises:
+        MissingRecord: no such report, it has no repository, or that was never analysed.
+    """
+    from actors.execute_fix import execute_fix
+
+    with db.transaction() as cur:
+        cur.execute(db.query("bug_report_get"), {"id": bug_report_id})
+        report = cur.fetchone()
+        if report is None or report["repo_link_id"] is None:
+            raise MissingRecord(f"bug report {bug_report_id} is missing or has no repository")
+        cur.execute(db.query("knowledge_latest"), {"repo_link_id": report["repo_link_id"]})
+        knowledge = cur.fetchone()
+        if knowledge is None:
+            raise MissingRecord(f"repository {report['repo_link_id']} was never analysed")
+        cur.execute(db.query("fix_job_insert"), {
+            "bug_report_id": bug_report_id, "repo_link_id": report["repo_link_id"],
+            "codebase_knowledge_id": knowledge["id"]})
+        fix_job_id = str(cur.fetchone()["id"])
+        execute_fix.send_in_transaction(
+            cur.connection, fix_job_id=fix_job_id, bug_report_id=bug_report_id,
+            repo_link_id=str(report["repo_link_id"]),
+            codebase_knowledge_id=str(knowledge["id"]))
+    return fix_job_id
+
+
 def execute(fix_job_id: str, *, final_attempt: bool) -> dict[str, Any]:
     """Run one attempt of the fix job. Idempotent once the job succeeded.
 

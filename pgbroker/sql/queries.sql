@@ -331,3 +331,10 @@ SELECT queue_name,
 FROM {schema}."queue"
 WHERE "state" IN ('done', 'rejected')
 GROUP BY 1, 2;
+
+-- jobs_of_actor --
+-- Ids of one actor's jobs, oldest first (the demo and admin use it).
+SELECT message_id::text
+FROM {schema}."queue"
+WHERE message ->> 'actor_name' = %(actor_name)s
+ORDER BY enqueued_at, message_id;
