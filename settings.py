@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -231,6 +232,13 @@ class Settings(BaseSettings):
     mail_from: str = "Place to Stand <no-reply@placetostand.example>"
 
     policies: Policies = Field(default_factory=lambda: Policies.model_validate({}))
+
+    @field_validator("workspace_dir", "metrics_dir", "embedded_data_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        # Relative to where the process started, once: git and subprocesses
+        # run in other directories.
+        return path.expanduser().resolve()
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> Settings:
