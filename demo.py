@@ -110,10 +110,13 @@ def run_demo(*, once: bool, worker: subprocess.Popen) -> int:
     fix_job_id = queue_fix(bug)
     if not wait(_job_of("execute_fix"), "fix"):
         return 1
-    for actor_name in ("send_notification", "cleanup_container"):
-        for message_id in _jobs_of(actor_name):
-            if not wait(message_id, actor_name.replace("_", " ")):
-                return 1
+    mine = [(m, "notification") for m in _jobs_of("send_notification")
+            if get_job(m).payload["bug_report_id"] == bug]
+    mine += [(m, "cleanup") for m in _jobs_of("cleanup_container")
+             if get_job(m).payload["fix_job_id"] == fix_job_id]
+    for message_id, what in mine:
+        if not wait(message_id, what):
+            return 1
     fix = db.fetch_one("fix_job_get", id=fix_job_id) or {}
     print(f"\nfix job {fix_job_id}: {fix.get('status')}, pull request {fix.get('pr_url')}")
     print(fix.get("patch", ""))
