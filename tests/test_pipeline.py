@@ -148,6 +148,16 @@ def test_an_incremental_analysis_recounts_only_what_changed(worker, tmp_path):
     assert latest["languages"] == {"Python": {"files": 3, "lines": 9}}
 
 
+def test_analysing_the_same_commit_twice_keeps_one_record(worker, tmp_path):
+    link = link_repo(str(make_repo(tmp_path / "repo")))
+    for key in ("first", "second"):  # distinct keys: both are meant to run
+        message = analyze_codebase.send_with_options(kwargs={"repo_link_id": link},
+                                                     singleton_key=key)
+        job_in(message.message_id, "done", timeout=20)
+
+    assert len(rows("SELECT id FROM {schema}.codebase_knowledge")) == 1
+
+
 def test_concurrent_analyses_of_one_repository_make_one_job(broker):
     link = link_repo("/nowhere/repo")
     ids: list[str] = []
