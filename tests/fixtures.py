@@ -146,7 +146,12 @@ class CliWorker:
         assert self.proc.poll() is None, self.output()
 
     def signal(self, sig: int) -> None:
-        os.killpg(self.proc.pid, sig) if sig == signal.SIGKILL else self.proc.send_signal(sig)
+        """SIGKILL, SIGSTOP and SIGCONT go to every process of the worker; others to
+        the main process, which passes them on as dramatiq does."""
+        if sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCONT):
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:

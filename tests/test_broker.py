@@ -121,6 +121,26 @@ def test_a_killed_workers_job_runs_again_on_a_live_worker_within_the_lease_timeo
     assert (job.rescues, job.attempts) == (1, 2)
 
 
+def test_a_frozen_or_cut_off_workers_job_runs_again_elsewhere(cli_worker, start_worker):
+    """A host that vanishes without closing its connection: SIGSTOP keeps the socket
+    open, as a network cut does, but no heartbeat gets through."""
+    frozen = cli_worker("tests.workload", threads=1)
+    frozen.wait_ready()
+    message = probe_sleep.send(key="stranded", seconds=3)
+    wait_for(lambda: runs("stranded", "start") == 1, timeout=15, what="the job to start")
+
+    frozen.signal(signal.SIGSTOP)
+    try:
+        start_worker(threads=2, queues={"probe-sleep"})
+        job = job_in(message.message_id, "done", timeout=15)
+    finally:
+        frozen.signal(signal.SIGKILL)
+        frozen.signal(signal.SIGCONT)
+
+    assert (job.rescues, job.attempts) == (1, 2)
+    assert runs("stranded", "end") == 1  # the frozen worker never finished its copy
+
+
 def test_a_long_job_that_is_alive_is_never_rescued(start_worker):
     """Leases are renewed by a heartbeat: a job may run far past the lease timeout."""
     start_worker(threads=2, queues={"probe-sleep"})
