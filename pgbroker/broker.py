@@ -235,7 +235,7 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         delay: int | None = None,
         connection: Connection | None = None,
     ) -> list[Message]:
-        """Store many messages in one round trip (per 1,000) and one transaction.
+        """Store many new messages in one round trip (per 1,000) and one transaction.
 
         A new message with the option ``singleton_key`` is stored only if no job
         with that key is live on its queue (and, with ``singleton_seconds`` or
@@ -251,12 +251,11 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
                 raise InvalidMessage("send singleton messages one at a time, not in a batch")
             return [self._enqueue_singleton(m, delay, connection) for m in singletons]
         rows = [self._row(message, delay) for message in messages]
+        # One message may be a retry of a stored one (an upsert); a batch is new.
+        query = self.queries["enqueue" if len(rows) == 1 else "enqueue_batch"]
 
         def insert(cur: Cursor) -> None:
-            execute_values(
-                cur, self.queries["enqueue"], rows, template=_ENQUEUE_ROW,
-                page_size=ENQUEUE_PAGE_SIZE,
-            )
+            execute_values(cur, query, rows, template=_ENQUEUE_ROW, page_size=ENQUEUE_PAGE_SIZE)
 
         what = f"{len(rows)} message(s) to {sorted({m.queue_name for m in messages})}"
         if connection is not None:

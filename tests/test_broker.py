@@ -389,3 +389,14 @@ def test_a_retried_singleton_keeps_its_key_and_is_not_mistaken_for_a_duplicate(w
     job = job_in(message.message_id, "dead")
 
     assert job.attempts == 3
+
+
+def test_a_batch_is_written_whole_or_not_at_all(broker):
+    stored = probe_record.send(key="already")
+    batch = [probe_record.message(key=f"new{i}") for i in range(3)]
+    batch.append(probe_record.message(key="again").copy(message_id=stored.message_id))
+
+    with pytest.raises(EnqueueError, match="duplicate key"):
+        broker.enqueue_many(batch)
+
+    assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 1
