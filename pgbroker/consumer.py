@@ -50,15 +50,20 @@ class PostgresConsumer(Consumer):
         if self.buffer:
             return self.buffer.popleft()
         if self.broker.draining:
-            self.wakeup.wait(self.timeout)
+            time.sleep(self.timeout)  # shutting down: claim nothing more
             return None
 
         free = self.limit - self.broker.inflight.count(self.queue_name)
+        if free <= 0:
+            # At the cap: wait for a slot, not for news of work. Finishing a job
+            # sets the wake-up, and the claim that follows finds what was sent.
+            self.wakeup.clear()
+            if self.broker.inflight.count(self.queue_name) >= self.limit:
+                self.wakeup.wait(self.timeout)
+            return None
         now = time.monotonic()
-        if free <= 0 or (not self.wakeup.is_set() and now < self.next_poll):
-            # Acks set the wake-up too, so a freed slot is filled at once.
-            wait = self.timeout if free <= 0 else min(self.timeout, self.next_poll - now)
-            self.wakeup.wait(wait)
+        if not self.wakeup.is_set() and now < self.next_poll:
+            self.wakeup.wait(min(self.timeout, self.next_poll - now))
             return None
 
         # Clear before claiming: a NOTIFY that lands during the claim sets it again.

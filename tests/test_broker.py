@@ -20,7 +20,7 @@ from pgbroker.jobs import get_job
 from tests.conftest import DATABASE_URL, SCHEMA
 from tests.fixtures import db, query
 from tests.support import job_in, wait_for
-from tests.workload import probe_fails, probe_high, probe_low, probe_record, probe_sleep
+from tests.workload import probe_fails, probe_high, probe_low, probe_record, probe_sleep, probe_solo
 
 
 def runs(key: str, note: str = "", url: str = DATABASE_URL) -> int:
@@ -400,3 +400,27 @@ def test_a_batch_is_written_whole_or_not_at_all(broker):
         broker.enqueue_many(batch)
 
     assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 1
+
+
+def test_a_consumer_at_its_cap_waits_instead_of_spinning_while_work_arrives(broker):
+    """With a job held and more sent, the consumer must sleep until a slot frees."""
+    consumer = broker.consume("probe-solo", prefetch=4, timeout=100)  # probe_solo's cap: 1
+    probe_solo.send(key="held", seconds=0)
+    taken = [wait_for(lambda: next(consumer), timeout=5, what="the first claim")]
+    try:
+        for i in range(5):
+            probe_solo.send(key=f"later{i}", seconds=0)  # each NOTIFYs the consumer
+        calls, deadline = 0, time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            assert next(consumer) is None
+            calls += 1
+        assert calls <= 15  # about one per 100 ms timeout; a spin makes thousands
+
+        consumer.ack(taken.pop())  # a slot frees: the next call claims at once
+        started = time.monotonic()
+        taken.append(wait_for(lambda: next(consumer), timeout=2, what="the next claim"))
+        assert time.monotonic() - started < 0.5
+    finally:
+        for message in taken:
+            consumer.ack(message)
+        consumer.close()
