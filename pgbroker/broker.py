@@ -284,14 +284,17 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         }
 
         def insert(cur: Cursor) -> str:
-            cur.execute(self.queries["enqueue_singleton"], params)
-            if cur.fetchone() is not None:
-                return message.message_id
-            cur.execute(self.queries["singleton_holder"], params)
-            held = cur.fetchone()
-            # The holder finished between our insert and this read: rare, and
-            # the caller still gets an answer it can look up.
-            return held[0] if held else message.message_id
+            # The holder may finish between our insert and our read of it; then
+            # the key is free and the next insert goes through.
+            for _ in range(3):
+                cur.execute(self.queries["enqueue_singleton"], params)
+                if cur.fetchone() is not None:
+                    return message.message_id
+                cur.execute(self.queries["singleton_holder"], params)
+                held = cur.fetchone()
+                if held is not None:
+                    return held[0]
+            raise EnqueueError(f"singleton {params['singleton_key']!r} is contended; try again")
 
         what = f"singleton {params['singleton_key']!r} to {message.queue_name}"
         if connection is not None:
