@@ -8,6 +8,7 @@ reconnect costs at most one poll interval, never a job.
 from __future__ import annotations
 
 import logging
+import os
 import select
 import threading
 from collections import defaultdict
@@ -31,11 +32,17 @@ class Listener:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Written to when a channel is added, so the thread LISTENs at once.
+        self._nudge_read, self._nudge_write = os.pipe()
+        os.set_blocking(self._nudge_read, False)
 
     def event(self, channel: str) -> threading.Event:
         """The event set when ``channel`` is notified; starts listening if needed."""
         with self._lock:
+            new = channel not in self._events
             event = self._events[channel]
+            if new:
+                os.write(self._nudge_write, b"!")
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._run, name="pg-listener", daemon=True)
@@ -49,6 +56,7 @@ class Listener:
             event.set()
 
     def stop(self) -> None:
+        """Stop listening. A later :meth:`event` starts again."""
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -65,7 +73,10 @@ class Listener:
                     # Whatever was sent while we were away was never heard.
                     self.wake_all()
                 self._listen_to_new_channels(conn)
-                if select.select([conn], [], [], 0.5)[0]:
+                ready = select.select([conn, self._nudge_read], [], [], 0.5)[0]
+                if self._nudge_read in ready:
+                    os.read(self._nudge_read, 1024)
+                if conn in ready:
                     conn.poll()
                     for notify in conn.notifies:
                         self._events[notify.channel].set()
@@ -88,3 +99,6 @@ class Listener:
             for channel in new:
                 cur.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         self._listening.update(new)
+        # A message sent before this LISTEN was heard by no one: look once more.
+        for channel in new:
+            self._events[channel].set()
