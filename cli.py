@@ -106,16 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, broker: Any) -> Any:
-    from pgbroker import jobs, migrations
+    from pgbroker import jobs
 
     if args.command == "migrate":
-        applied = []
-        sets = [(broker.schema, migrations.MIGRATIONS_DIR), *broker.extra_migrations]
-        with broker.pool.connection(broker.enqueue_timeout) as conn:
-            for schema, directory in sets:
-                applied += [f"{schema}.{m.name}" for m in
-                            migrations.migrate(conn, schema, directory)]
-        return {"schemas": [schema for schema, _ in sets], "applied": applied}
+        schemas = [broker.schema, *(schema for schema, _ in broker.extra_migrations)]
+        return {"schemas": schemas, "applied": broker.migrate()}
     if args.command == "stats":
         return jobs.queue_stats(broker=broker)
     if args.command == "show":

@@ -203,13 +203,20 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         with self._schema_lock:
             if self._schema_ready:
                 return
-            sets = [(self.schema, migrations.MIGRATIONS_DIR), *self.extra_migrations]
-            with self.pool.connection(self.enqueue_timeout) as conn:
-                for schema, directory in sets:
-                    applied = migrations.migrate(conn, schema, directory)
-                    if applied:
-                        logger.info("schema %s: applied %s", schema, [m.name for m in applied])
+            self.migrate()
             self._schema_ready = True
+
+    def migrate(self) -> list[str]:
+        """Apply the broker's migrations and the extra ones. Returns ``schema.name`` of each."""
+        applied = []
+        with self.pool.connection(self.enqueue_timeout) as conn:
+            for schema, directory in [(self.schema, migrations.MIGRATIONS_DIR),
+                                      *self.extra_migrations]:
+                names = [m.name for m in migrations.migrate(conn, schema, directory)]
+                if names:
+                    logger.info("schema %s: applied %s", schema, names)
+                applied += [f"{schema}.{name}" for name in names]
+        return applied
 
     # -- producing ---------------------------------------------------------
 
@@ -258,12 +265,7 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             execute_values(cur, query, rows, template=_ENQUEUE_ROW, page_size=ENQUEUE_PAGE_SIZE)
 
         what = f"{len(rows)} message(s) to {sorted({m.queue_name for m in messages})}"
-        if connection is not None:
-            self.ensure_schema()
-            with connection.cursor() as cur:
-                insert(cur)
-        else:
-            self._with_deadline(what, insert, atomic=len(rows) > ENQUEUE_PAGE_SIZE)
+        self._produce(what, insert, connection, atomic=len(rows) > ENQUEUE_PAGE_SIZE)
         for message in messages:
             self.emit_after("enqueue", message, delay)
         return list(messages)
@@ -297,12 +299,7 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             raise EnqueueError(f"singleton {params['singleton_key']!r} is contended; try again")
 
         what = f"singleton {params['singleton_key']!r} to {message.queue_name}"
-        if connection is not None:
-            self.ensure_schema()
-            with connection.cursor() as cur:
-                job_id = insert(cur)
-        else:
-            job_id = self._with_deadline(what, insert)
+        job_id = self._produce(what, insert, connection)
         if job_id == message.message_id:
             self.emit_after("enqueue", message, delay)
             return message
@@ -325,6 +322,16 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             max(int(delay or 0), 0),
             last_line(retried_after) if retried_after else None,
         )
+
+    def _produce(self, what: str, work: Callable[[Cursor], T], connection: Connection | None,
+                 *, atomic: bool = False) -> T:
+        """Run a producer's ``work`` on the caller's connection (inside its
+        transaction), or on ours under the enqueue deadline."""
+        if connection is None:
+            return self._with_deadline(what, work, atomic=atomic)
+        self.ensure_schema()
+        with connection.cursor() as cur:
+            return work(cur)
 
     def _with_deadline(self, what: str, work: Callable[[Cursor], T], *, atomic: bool = False) -> T:
         """Run ``work``, retrying lost connections until the deadline.
