@@ -15,15 +15,19 @@ middleware declares it as a fork), on ``JOBS_METRICS_HOST:JOBS_METRICS_PORT``.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hmac
 import json
 import logging
 import os
 import shutil
+import socket
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +158,8 @@ def admin_report(broker: PostgresBroker, stats: QueueStats, failures: int = 10) 
     }
 
 
-def make_server(broker: PostgresBroker, config: Settings, run_dir: Path) -> ThreadingHTTPServer:
-    """The HTTP server (not yet serving) for ``broker``, per ``config``."""
+def make_server(broker: PostgresBroker, config: Settings, run_dir: Path) -> BoundedHttpServer:
+    """The HTTP server (bound, not yet serving) for ``broker``, per ``config``."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -165,43 +169,148 @@ def make_server(broker: PostgresBroker, config: Settings, run_dir: Path) -> Thre
     registry.register(stats)  # a duck-typed collector: collect() yields metric families
     token = config.admin_token.get_secret_value() if config.admin_token else None
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-            elif self.path == "/healthz":
-                self._send(200, b"ok\n", "text/plain")
-            elif self.path.split("?")[0] == "/api/admin/job-queue":
-                self._admin()
-            else:
-                self._json(404, {"ok": False, "error": "not found"})
-
-        def _admin(self) -> None:
-            given = self.headers.get("Authorization", "")
+    def handle(path: str, headers: dict[str, str]) -> Response:
+        if path == "/metrics":
+            return Response(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+        if path == "/healthz":
+            return Response(200, b"ok\n", "text/plain")
+        if path.split("?")[0] == "/api/admin/job-queue":
+            given = headers.get("authorization", "")
             if token is None or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                self._json(401, {"ok": False, "error": "unauthorized"})
-                return
+                return Response.json(401, {"ok": False, "error": "unauthorized"})
             try:
-                self._json(200, admin_report(broker, stats))
+                return Response.json(200, admin_report(broker, stats))
             except ConnectionError:
-                self._json(503, {"ok": False, "error": "database unavailable"})
+                return Response.json(503, {"ok": False, "error": "database unavailable"})
+        return Response.json(404, {"ok": False, "error": "not found"})
 
-        def _json(self, status: int, body: dict) -> None:
-            self._send(status, json.dumps(body).encode(), "application/json")
+    return BoundedHttpServer((config.metrics_host, config.metrics_port), handle)
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug(format, *args)
+@dataclasses.dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str
 
-    server = ThreadingHTTPServer((config.metrics_host, config.metrics_port), Handler)
-    server.daemon_threads = True
-    return server
+    @classmethod
+    def json(cls, status: int, body: dict) -> Response:
+        return cls(status, json.dumps(body).encode(), "application/json")
+
+
+class BoundedHttpServer:
+    """A GET-only HTTP server on asyncio: a slow client costs a coroutine, not a thread.
+
+    Each connection has ``head_timeout`` seconds to send a request head of at
+    most ``MAX_HEAD`` bytes (or is closed unanswered), and as long to read the
+    answer. At most
+    ``max_connections`` are open at once; at the cap, the connection that has
+    waited longest for its head is dropped to let the new one in, so a flood of
+    idle clients (slowloris) never locks a Prometheus scrape out. Handlers,
+    which may wait on PostgreSQL, run on a small thread pool.
+    """
+
+    MAX_HEAD = 16 * 1024
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handle: Callable[[str, dict[str, str]], Response],
+        *,
+        max_connections: int = 512,
+        head_timeout: float = 10.0,
+        handler_threads: int = 4,
+    ) -> None:
+        self.handle = handle
+        self.max_connections = max_connections
+        self.head_timeout = head_timeout
+        self._socket = socket.create_server(address, backlog=128)
+        self._pool = ThreadPoolExecutor(handler_threads, thread_name_prefix="http")
+        self._waiting_for_head: dict[asyncio.StreamWriter, float] = {}
+        self._open = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopped = threading.Event()
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        return self._socket.getsockname()[:2]
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`shutdown` is called from another thread."""
+        self._stopped.clear()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever` and wait until it has returned."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._stopped.wait()
+
+    def server_close(self) -> None:
+        self._socket.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(
+            self._connection, sock=self._socket, limit=self.MAX_HEAD)
+        async with server:
+            await self._stop.wait()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open += 1
+        if self._open > self.max_connections and self._waiting_for_head:
+            oldest = min(self._waiting_for_head, key=self._waiting_for_head.__getitem__)
+            self._waiting_for_head.pop(oldest)
+            oldest.transport.abort()
+        self._waiting_for_head[writer] = time.monotonic()
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.head_timeout)
+            self._waiting_for_head.pop(writer, None)
+            response = await self._respond(head)
+            writer.write(self._encode(response))
+            await asyncio.wait_for(writer.drain(), self.head_timeout)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ConnectionError):
+            pass  # a client that is too slow, too big or gone gets no answer
+        finally:
+            self._open -= 1
+            self._waiting_for_head.pop(writer, None)
+            writer.transport.abort()
+
+    async def _respond(self, head: bytes) -> Response:
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        parts = request_line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return Response.json(400, {"ok": False, "error": "bad request"})
+        if parts[0] != "GET":
+            return Response.json(405, {"ok": False, "error": "only GET"})
+        headers = {}
+        for line in header_lines:
+            name, colon, value = line.partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, self.handle, parts[1], headers)
+        except Exception:
+            logger.exception("HTTP handler failed for %s", parts[1].split("?")[0])
+            return Response.json(500, {"ok": False, "error": "internal error"})
+
+    @staticmethod
+    def _encode(response: Response) -> bytes:
+        reason = HTTPStatus(response.status).phrase
+        return (
+            f"HTTP/1.1 {response.status} {reason}\r\n"
+            f"Content-Type: {response.content_type}\r\n"
+            f"Content-Length: {len(response.body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("latin-1") + response.body
 
 
 def remove_stale_runs(root: Path) -> None:
