@@ -275,7 +275,7 @@ class BoundedHttpServer:
             response = await self._respond(head)
             writer.write(self._encode(response))
             await asyncio.wait_for(writer.drain(), self.head_timeout)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ConnectionError):
             pass  # a client that is too slow, too big or gone gets no answer
         finally:

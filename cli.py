@@ -30,12 +30,33 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
+# Longer than any retention anyone means; past it timedelta overflows.
+_LONGEST = timedelta(days=100 * 365)
+
+
 def duration(text: str) -> timedelta:
-    """``30s``, ``15m``, ``12h`` or ``7d``."""
+    """``30s``, ``15m``, ``12h`` or ``7d``, at most 100 years."""
     match = _DURATION.match(text.strip())
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s, 15m, 12h or 7d")
-    return timedelta(**{_UNITS[match[2]]: float(match[1])})
+    try:
+        value = timedelta(**{_UNITS[match[2]]: float(match[1])})
+    except OverflowError:
+        value = timedelta.max
+    if value > _LONGEST:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than 100 years")
+    return value
+
+
+def count(text: str, *, most: int = 10_000) -> int:
+    """A whole number from 1 to ``most``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"{text} is not between 1 and {most}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
     )
     dead_list = dead.add_parser("list", help="dead jobs, newest first")
     dead_list.add_argument("--queue")
-    dead_list.add_argument("--limit", type=int, default=50)
+    dead_list.add_argument("--limit", type=count, default=50, help="1 to 10000")
     retry = dead.add_parser("retry", help="replay dead jobs with attempts reset")
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("job_id", nargs="?")

@@ -38,7 +38,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "JOBS_"
 ENV_NESTED_DELIMITER = "__"
-
+# Schemas stand in SQL as identifiers and inside dollar-quoted bodies: plain names only.
+SchemaName = Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[a-z_][a-z0-9_]*$")]
 
 
 def _seconds_from_env(value: Any) -> Any:
@@ -184,7 +185,7 @@ class Settings(BaseSettings):
     )
     embedded_data_dir: Path = Path(".pgdata")
     # PostgreSQL schema holding dramatiq-pg's queue table and ours.
-    schema_name: Annotated[str, Field(min_length=1, max_length=30)] = "dramatiq"
+    schema_name: SchemaName = "dramatiq"
 
     # Producers: the longest send() may wait for the database before it raises.
     enqueue_timeout: PositiveSeconds = timedelta(seconds=5)
@@ -220,7 +221,7 @@ class Settings(BaseSettings):
 
     # The pipeline (actors and pipeline/): its tables' schema, its workspace of
     # repository clones and fix sandboxes, and the fixer it runs.
-    pipeline_schema: Annotated[str, Field(min_length=1, max_length=30)] = "pipeline"
+    pipeline_schema: SchemaName = "pipeline"
     workspace_dir: Path = Path(".workspace")
     git_timeout: PositiveSeconds = timedelta(minutes=5)
     # The command execute-fix runs inside the sandbox (the later phases' agent).

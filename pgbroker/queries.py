@@ -15,6 +15,24 @@ from psycopg2 import sql
 
 SQL_DIR = Path(__file__).parent / "sql"
 _HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
+# A schema name is quoted as an identifier, but it also stands inside
+# dollar-quoted function and DO bodies, where "$$" would end the body early:
+# plain identifiers only.
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def check_schema_name(schema: str) -> str:
+    """``schema`` if it is a plain SQL identifier.
+
+    Raises:
+        ValueError: naming the rule it breaks.
+    """
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(
+            f"schema name {schema!r} must be letters, digits and underscores, "
+            "not starting with a digit, at most 63 characters"
+        )
+    return schema
 
 
 def channel_prefix(schema: str) -> str:
@@ -24,6 +42,7 @@ def channel_prefix(schema: str) -> str:
 
 def bind(text: str, schema: str) -> sql.Composed:
     """``text`` with ``{schema}`` and ``{channel_prefix}`` filled in safely."""
+    check_schema_name(schema)
     return sql.SQL(text).format(
         schema=sql.Identifier(schema),
         channel_prefix=sql.Literal(channel_prefix(schema)),

@@ -41,7 +41,10 @@ _KEY_VALUE = re.compile(
 )
 # user@example.com: kept to its domain and first letter, which is what an
 # operator needs to tell addresses apart without learning them.
-_EMAIL = re.compile(r"\b(?P<first>[A-Za-z0-9])[A-Za-z0-9._%+\-]*@(?P<domain>[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})\b")
+_EMAIL = re.compile(
+    r"\b(?P<first>[A-Za-z0-9])[A-Za-z0-9._%+\-]*"
+    r"@(?P<domain>[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})\b"
+)
 
 _known: set[str] = set()
 _known_lock = threading.Lock()
