@@ -230,6 +230,11 @@ class Settings(BaseSettings):
     # Notifications: smtp://user:password@host:port (smtps:// for TLS). Unset:
     # notifications are rendered and recorded, not mailed.
     smtp_url: SecretStr | None = None
+    # "required": refuse a server that offers no STARTTLS; "optional": mail in
+    # clear to such a server (a local catcher), though never a password.
+    smtp_tls: Literal["required", "optional"] = "required"
+    # CA bundle that verifies the SMTP server; unset: the system's CAs.
+    smtp_ca_file: Path | None = None
     mail_from: str = "Place to Stand <no-reply@placetostand.example>"
 
     policies: Policies = Field(default_factory=lambda: Policies.model_validate({}))

@@ -10,18 +10,14 @@ same message.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import smtplib
 import string
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from . import db
+from .mail import Mail, send_mail
 
 logger = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -80,28 +76,13 @@ def deliver(type_: str, bug_report_id: str, recipient: str, data: dict[str, Any]
                                   "bug_report_id": bug_report_id, **data})
         status = "recorded"
         if settings.smtp_url is not None:
-            _send_mail(settings.smtp_url.get_secret_value(), settings.mail_from, recipient,
-                       rendered, message_id=key)
+            mail = Mail(sender=settings.mail_from, recipient=recipient,
+                        subject=rendered.subject, body=rendered.body, dedupe_key=key)
+            send_mail(settings.smtp_url.get_secret_value(), mail,
+                      tls=settings.smtp_tls, ca_file=settings.smtp_ca_file)
             status = "sent"
         cur.execute(db.query("notification_done"), {
             "dedupe_key": key, "status": status, "subject": rendered.subject,
             "body": rendered.body,
         })
     return status
-
-
-def _send_mail(url: str, sender: str, recipient: str, rendered: Rendered, *,
-               message_id: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps"):
-        raise ValueError(f"JOBS_SMTP_URL must start with smtp:// or smtps://, not {parts.scheme}")
-    mail = EmailMessage()
-    mail["From"], mail["To"], mail["Subject"] = sender, recipient, rendered.subject
-    digest = hashlib.sha256(message_id.encode()).hexdigest()[:32]
-    mail["Message-ID"] = make_msgid(idstring=digest, domain="pts-jobs")
-    mail.set_content(rendered.body)
-    client = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
-    with client(parts.hostname or "localhost", parts.port or 25, timeout=30) as smtp:
-        if parts.username:
-            smtp.login(unquote(parts.username), unquote(parts.password or ""))
-        smtp.send_message(mail)

@@ -32,7 +32,8 @@ def test_a_bug_report_goes_from_intake_to_a_finished_fix_with_every_notification
     smtp = Controller(inbox, hostname="127.0.0.1", port=port)
     smtp.start()
     worker = cli_worker("actors", threads=4, env={
-        "JOBS_FIXER_COMMAND": fixer("fix_ok.py"), "JOBS_SMTP_URL": f"smtp://127.0.0.1:{port}"})
+        "JOBS_FIXER_COMMAND": fixer("fix_ok.py"), "JOBS_SMTP_URL": f"smtp://127.0.0.1:{port}",
+        "JOBS_SMTP_TLS": "optional"})
     try:
         worker.wait_ready()
         link = link_repo(str(make_repo(tmp_path / "repo")))

@@ -47,7 +47,8 @@ def smtp(monkeypatch) -> Iterator[Inbox]:
     controller.start()
     current = settings_module.settings
     monkeypatch.setattr(settings_module, "settings", current.model_copy(
-        update={"smtp_url": settings_module.SecretStr(f"smtp://127.0.0.1:{port}")}))
+        update={"smtp_url": settings_module.SecretStr(f"smtp://127.0.0.1:{port}"),
+                "smtp_tls": "optional"}))
     yield inbox
     controller.stop()
 
@@ -110,7 +111,8 @@ def test_an_smtp_server_that_is_down_fails_the_job_for_a_retry_and_records_nothi
 ):
     current = settings_module.settings
     monkeypatch.setattr(settings_module, "settings", current.model_copy(
-        update={"smtp_url": settings_module.SecretStr(f"smtp://127.0.0.1:{free_port()}")}))
+        update={"smtp_url": settings_module.SecretStr(f"smtp://127.0.0.1:{free_port()}"),
+                "smtp_tls": "optional"}))
     bug = receive(raw_text="Mail me")
     message = send_notification.send_with_options(
         kwargs={"type": "bug_received", "bug_report_id": bug,
