@@ -21,6 +21,7 @@ from dramatiq.results import Results
 from embedded import database_url
 from middleware import DeadLetterAlerts, Metrics, Periodic
 from pgbroker import PostgresBroker, PostgresResults
+from pgbroker.redact import install_log_redaction, register_secrets
 from pipeline.db import MIGRATIONS as PIPELINE_MIGRATIONS
 from settings import Settings, settings
 
@@ -40,7 +41,8 @@ def build_broker(config: Settings) -> PostgresBroker:
         Retries(),
         CurrentMessage(),
         Periodic(),
-        DeadLetterAlerts(config.alert_webhook_url),
+        DeadLetterAlerts(
+            config.alert_webhook_url.get_secret_value() if config.alert_webhook_url else None),
     ]
     broker = PostgresBroker(
         url=database_url(config),
@@ -59,5 +61,9 @@ def build_broker(config: Settings) -> PostgresBroker:
     return broker
 
 
+# Every process of the system imports this module first: from here on no log
+# line of it carries a configured secret, a password or an e-mail address.
+register_secrets(settings.secret_values())
+install_log_redaction(log_message_args=settings.log_message_args)
 broker = build_broker(settings)
 dramatiq.set_broker(broker)

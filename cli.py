@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dramatiq.errors import ConnectionError as BrokerConnectionError
 
     from pgbroker import JobNotFound
-    from pgbroker.db import mask_url
+    from pgbroker.redact import redact
 
     try:
         from broker import broker
@@ -119,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pts-jobs: {error}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except (psycopg2.Error, BrokerConnectionError, OSError) as error:
-        url = mask_url(getattr(locals().get("broker"), "url", "") or "")
-        print(f"pts-jobs: database error ({url}): {str(error).strip()}", file=sys.stderr)
+        url = redact(getattr(locals().get("broker"), "url", "") or "")
+        print(f"pts-jobs: database error ({url}): {redact(str(error).strip())}", file=sys.stderr)
         return EXIT_DATABASE
     output(result, as_json=args.json)
     return 0

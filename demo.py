@@ -34,13 +34,13 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     from embedded import database_url
-    from pgbroker.db import mask_url
+    from pgbroker.redact import redact
     from settings import settings
 
     url = database_url(settings)
     # The worker and this process must share one server, embedded or not.
     os.environ["DATABASE_URL"] = url
-    print(f"database   {mask_url(url)} (schema {settings.schema_name})")
+    print(f"database   {redact(url)} (schema {settings.schema_name})")
 
     import actors  # noqa: F401  (declares the job types)
     from broker import broker

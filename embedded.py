@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 def database_url(settings: Settings) -> str:
     """``settings.database_url``, or the URL of the embedded server (started if needed)."""
     if settings.database_url:
-        return settings.database_url
+        return settings.database_url.get_secret_value()
     try:
         import pgserver  # the [embedded] extra: only the embedded default needs it
     except ImportError:

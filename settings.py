@@ -22,7 +22,9 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
+import psycopg2.extensions
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -180,7 +182,9 @@ class Settings(BaseSettings):
     )
 
     # None means: start (or join) the embedded PostgreSQL in ``embedded_data_dir``.
-    database_url: str | None = Field(
+    # A secret: it carries the password in whatever form it is written
+    # (postgresql://u:pw@h, ?password=pw, or libpq's "password=pw host=h").
+    database_url: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "JOBS_DATABASE_URL")
     )
     embedded_data_dir: Path = Path(".pgdata")
@@ -217,7 +221,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
 
     # Slack-compatible webhook told about dead jobs; unset means no alerts.
-    alert_webhook_url: str | None = None
+    # A secret: a Slack webhook's path is its credential.
+    alert_webhook_url: SecretStr | None = None
 
     # The pipeline (actors and pipeline/): its tables' schema, its workspace of
     # repository clones and fix sandboxes, and the fixer it runs.
@@ -237,7 +242,24 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = None
     mail_from: str = "Place to Stand <no-reply@placetostand.example>"
 
+    # Log jobs' arguments (bug reports, recipients) in worker log lines. Off:
+    # a job is logged as actor(message_id).
+    log_message_args: bool = False
+
     policies: Policies = Field(default_factory=lambda: Policies.model_validate({}))
+
+    def secret_values(self) -> list[str]:
+        """Every secret configured here, to be masked wherever it might be printed.
+
+        Tokens and the webhook URL are secret whole; of the database and SMTP
+        URLs only the password is, so a log can still say which host it means.
+        """
+        whole = [self.admin_token, self.alert_webhook_url]
+        with_password = [self.database_url, self.smtp_url]
+        return [s.get_secret_value() for s in whole if s is not None] + [
+            password for s in with_password if s is not None
+            if (password := _password_in(s.get_secret_value()))
+        ]
 
     @field_validator("workspace_dir", "metrics_dir", "embedded_data_dir")
     @classmethod
@@ -254,6 +276,19 @@ class Settings(BaseSettings):
                 "or live jobs would be rescued between two heartbeats"
             )
         return self
+
+
+def _password_in(url: str) -> str:
+    # libpq reads URIs, ?password= and key/value strings alike; a URL it cannot
+    # parse (smtp://, a typo'd scheme) still has a netloc to read.
+    try:
+        return psycopg2.extensions.parse_dsn(url).get("password", "")
+    except psycopg2.ProgrammingError:
+        pass
+    try:
+        return unquote(urlsplit(url).password or "")
+    except ValueError:
+        return ""
 
 
 class SettingsError(RuntimeError):

@@ -39,11 +39,12 @@ from psycopg2.extras import execute_values
 
 from . import migrations
 from .consumer import PostgresConsumer
-from .db import DISCONNECTS, Pool, mask_url
+from .db import DISCONNECTS, Pool
 from .errors import EnqueueError, EnqueueTimeout, InvalidMessage
 from .leases import Inflight, LeaseKeeper
 from .listener import Listener
 from .queries import channel_prefix, queries
+from .redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         self._owner: tuple[int, str] | None = None
 
     def __repr__(self) -> str:
-        return f"PostgresBroker({mask_url(self.url)!r}, schema={self.schema!r})"
+        return f"PostgresBroker({redact(self.url)!r}, schema={self.schema!r})"
 
     # -- identity and names ------------------------------------------------
 

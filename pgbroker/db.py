@@ -1,4 +1,4 @@
-"""Connections to PostgreSQL: a small blocking pool and URL masking.
+"""Connections to PostgreSQL: a small blocking pool.
 
 psycopg2's own pools raise ``PoolError`` at once when empty, which dramatiq-pg
 never retries (messages were seen stuck ``consumed``). This pool waits, up to a
@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.extensions
@@ -34,19 +33,6 @@ KEEPALIVES = dict(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepa
 
 class PoolTimeout(psycopg2.OperationalError):
     """No connection could be had before the deadline."""
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***`` (safe to log)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable database url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
 
 
 def connect(dsn: str, *, timeout: float, application_name: str = "pts-jobs") -> Connection:
