@@ -34,6 +34,7 @@ from typing import Any
 from middleware.metrics import metrics_root, point_prometheus_client_at, run_directory
 from pgbroker.broker import PostgresBroker
 from pgbroker.jobs import list_dead, queue_stats
+from pgbroker.redact import scrub
 from settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def admin_report(broker: PostgresBroker, stats: QueueStats, failures: int = 10) 
                     "name": job.queue_name,
                     "actor": job.actor_name,
                     "attempts": job.attempts,
-                    "error": job.last_error,
+                    "error": scrub(job.last_error) if job.last_error else None,
                     "failedAt": job.finished_at.isoformat() if job.finished_at else None,
                 }
                 for job in list_dead(limit=failures, broker=broker)

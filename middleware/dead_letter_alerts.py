@@ -18,6 +18,8 @@ from typing import Any
 
 from dramatiq.middleware import Middleware
 
+from pgbroker.redact import scrub
+
 logger = logging.getLogger(__name__)
 TIMEOUT = 5.0
 
@@ -33,7 +35,8 @@ def alert_body(message: Any, error: str, attempts: int) -> dict[str, Any]:
                 {"title": "Queue", "value": message.queue_name, "short": True},
                 {"title": "Job ID", "value": message.message_id, "short": True},
                 {"title": "Attempts", "value": str(attempts), "short": True},
-                {"title": "Error", "value": error[:1500]},
+                # An error may quote a recipient or a URL: scrubbed before it leaves.
+                {"title": "Error", "value": scrub(error)[:1500]},
             ],
         }],
     }
