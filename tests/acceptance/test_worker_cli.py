@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from actors import process_bug_report
-from pipeline.bug_reports import receive
+from actors.process_bug_report import receive
 from tests.support import job_in
 
 

@@ -2,7 +2,7 @@
 
 Each run writes a row to ``test_runs`` so tests (and workers in other
 processes) can see exactly what ran, when, and where. Importable by a
-``dramatiq tests.workload`` subprocess: it reads everything from settings.
+``dramatiq tests.support.workload`` subprocess: it reads everything from settings.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from datetime import timedelta
 from psycopg2 import sql
 
 from actors.base import Payload, PermanentError, job
-from actors.commands import run_command
-from scheduler import cron
+from broker import broker
+from middleware.periodic import cron
+from pipeline.commands import run_command
 from settings import JobPolicy, Priority
 
 
@@ -35,8 +36,6 @@ def policy(queue: str, **overrides) -> JobPolicy:
 
 def record(key: str, note: str = "") -> int:
     """Store one run of ``key``; returns how many runs it has now."""
-    from broker import broker
-
     with broker.pool.connection(5) as conn, conn, conn.cursor() as cur:
         table = sql.Identifier(broker.schema, "test_runs")
         cur.execute(sql.SQL("INSERT INTO {} (key, note, pid) VALUES (%s, %s, %s)").format(table),

@@ -11,7 +11,7 @@ from dramatiq_pg import generate_init_sql
 from psycopg2 import sql
 
 from pgbroker import migrations
-from tests.conftest import DATABASE_URL
+from tests.support.environment import DATABASE_URL
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from actors import analyze_codebase, send_notification
 from actors.base import InvalidPayload
 from pgbroker import InvalidMessage
 from pgbroker.jobs import get_job
-from tests.fixtures import db, query
 from tests.support import job_in
-from tests.workload import probe_record
+from tests.support.fixtures import db, query
+from tests.support.workload import probe_record
 
 
 def queued_rows() -> int:
@@ -129,6 +129,6 @@ def test_a_message_for_an_unknown_actor_is_dead_lettered_with_the_reason(worker)
 
 
 def broker_schema() -> str:
-    from tests.conftest import SCHEMA
+    from tests.support.environment import SCHEMA
 
     return SCHEMA

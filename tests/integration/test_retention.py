@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from actors import prune_jobs
 from pgbroker import jobs
-from tests.fixtures import query
 from tests.support import job_in
+from tests.support.fixtures import query
 
 
 def add_finished(state: str, age: timedelta, count: int) -> None:

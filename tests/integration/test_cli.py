@@ -9,9 +9,9 @@ import sys
 import uuid
 
 from pgbroker.jobs import get_job
-from tests.conftest import ROOT, TEST_ENV
 from tests.support import job_in
-from tests.workload import probe_fails, probe_record
+from tests.support.environment import ROOT, TEST_ENV
+from tests.support.workload import probe_fails, probe_record
 
 
 def pts_jobs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -21,9 +21,8 @@ import pytest
 import yaml
 
 from settings import load_settings
-from tests.conftest import ROOT, TEST_ENV
-from tests.support import job_in, wait_for
-from tests.test_metrics import free_port, get
+from tests.support import free_port, http_get, job_in, wait_for
+from tests.support.environment import ROOT, TEST_ENV
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -152,7 +151,7 @@ def test_the_images_install_and_start_commands_work_in_a_clean_virtualenv(tmp_pa
         wait_for(lambda: "is ready for action" in (tmp_path / "worker.log").read_text(),
                  timeout=30, what="the image's worker to boot")
         import actors
-        from pipeline.bug_reports import receive
+        from actors.process_bug_report import receive
 
         bug = receive(raw_text="Login button does nothing")
         message = actors.process_bug_report.send(bug_report_id=bug)
@@ -188,10 +187,10 @@ def monitored_metric_names() -> set[str]:
 
 def test_every_metric_the_dashboard_and_alerts_use_is_exported_by_a_real_worker(cli_worker,
                                                                                 tmp_path):
-    from tests.workload import probe_fails
+    from tests.support.workload import probe_fails
 
     port = free_port()
-    worker = cli_worker("tests.workload", threads=2, env={
+    worker = cli_worker("tests.support.workload", threads=2, env={
         "JOBS_METRICS_PORT": str(port), "JOBS_METRICS_DIR": str(tmp_path / "m")})
     worker.wait_ready()
     message = probe_fails.send_with_options(kwargs={"key": "monitored"}, max_retries=1)
@@ -199,7 +198,7 @@ def test_every_metric_the_dashboard_and_alerts_use_is_exported_by_a_real_worker(
 
     def exported() -> set[str]:
         try:
-            text = get(f"http://127.0.0.1:{port}/metrics")[1]
+            text = http_get(f"http://127.0.0.1:{port}/metrics")[1]
         except OSError:
             return set()
         return set(re.findall(r"^(dramatiq_[a-z_]+?)(?:_bucket|_sum|_count)?[{ ]", text, re.M))

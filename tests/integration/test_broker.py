@@ -6,7 +6,6 @@ docstring says how plain dramatiq-pg fails it.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 import uuid
@@ -17,15 +16,17 @@ from dramatiq.results import ResultTimeout
 
 from pgbroker import EnqueueError, EnqueueTimeout, JobNotFound, PostgresBroker
 from pgbroker.jobs import get_job
-from tests.conftest import DATABASE_URL, SCHEMA
-from tests.fixtures import db, query
 from tests.support import job_in, wait_for
-from tests.workload import probe_fails, probe_high, probe_low, probe_record, probe_sleep, probe_solo
-
-
-def runs(key: str, note: str = "", url: str = DATABASE_URL) -> int:
-    return query("SELECT count(*) FROM {schema}.test_runs WHERE key = %s AND note = %s",
-                 key, note, url=url)[0][0]
+from tests.support.environment import DATABASE_URL, SCHEMA
+from tests.support.fixtures import db, query, runs
+from tests.support.workload import (
+    probe_fails,
+    probe_high,
+    probe_low,
+    probe_record,
+    probe_sleep,
+    probe_solo,
+)
 
 
 def advisory_locks() -> int:
@@ -100,47 +101,6 @@ def test_workers_reconnect_after_their_listen_connection_dies_and_miss_nothing(w
     assert message.get_result(block=True, timeout=5_000) == "AFTER-RECONNECT"
 
 
-def test_a_killed_workers_job_runs_again_on_a_live_worker_within_the_lease_timeout(
-    cli_worker, start_worker
-):
-    """dramatiq-pg: waits for a random rescan of the survivors (597 s observed)."""
-    doomed = cli_worker("tests.workload", threads=1)
-    doomed.wait_ready()
-    message = probe_sleep.send(key="orphan", seconds=4)
-    wait_for(lambda: runs("orphan", "start") == 1, timeout=15, what="the job to start")
-
-    doomed.signal(signal.SIGKILL)
-    killed_at = time.monotonic()
-    start_worker(threads=2, queues={"probe-sleep"})
-    query("UPDATE {schema}.test_runs SET note = 'first' WHERE key = 'orphan'")
-    wait_for(lambda: runs("orphan", "start") == 1, timeout=15, what="the rescued run")
-
-    # Lease 2 s + heartbeat 0.5 s + poll 0.2 s in tests (20 s + 5 s + 1 s by default).
-    assert time.monotonic() - killed_at < 6
-    job = job_in(message.message_id, "done", timeout=10)
-    assert (job.rescues, job.attempts) == (1, 2)
-
-
-def test_a_frozen_or_cut_off_workers_job_runs_again_elsewhere(cli_worker, start_worker):
-    """A host that vanishes without closing its connection: SIGSTOP keeps the socket
-    open, as a network cut does, but no heartbeat gets through."""
-    frozen = cli_worker("tests.workload", threads=1)
-    frozen.wait_ready()
-    message = probe_sleep.send(key="stranded", seconds=3)
-    wait_for(lambda: runs("stranded", "start") == 1, timeout=15, what="the job to start")
-
-    frozen.signal(signal.SIGSTOP)
-    try:
-        start_worker(threads=2, queues={"probe-sleep"})
-        job = job_in(message.message_id, "done", timeout=15)
-    finally:
-        frozen.signal(signal.SIGKILL)
-        frozen.signal(signal.SIGCONT)
-
-    assert (job.rescues, job.attempts) == (1, 2)
-    assert runs("stranded", "end") == 1  # the frozen worker never finished its copy
-
-
 def test_a_long_job_that_is_alive_is_never_rescued(start_worker):
     """Leases are renewed by a heartbeat: a job may run far past the lease timeout."""
     start_worker(threads=2, queues={"probe-sleep"})
@@ -150,41 +110,8 @@ def test_a_long_job_that_is_alive_is_never_rescued(start_worker):
     assert (job.rescues, job.attempts, runs("marathon", "start")) == (0, 1, 1)
 
 
-# 3. A PostgreSQL outage let a running job be claimed again while it still ran.
-
-def test_a_postgres_restart_during_a_job_neither_reruns_it_nor_loses_a_job_sent_meanwhile(
-    private_postgres, cli_worker
-):
-    """dramatiq-pg: the lock died with the server and the job ran twice at once."""
-    env = {"DATABASE_URL": private_postgres.url}
-    worker = cli_worker("tests.workload", threads=2, env=env)
-    worker.wait_ready()
-    producer = PostgresBroker(url=private_postgres.url, schema=SCHEMA, enqueue_timeout=10)
-    try:
-        long_job = probe_sleep.message(key="through-restart", seconds=4)
-        producer.enqueue(long_job)
-        wait_for(lambda: runs("through-restart", "start", private_postgres.url) == 1,
-                 timeout=15, what="the long job to start")
-
-        private_postgres.stop()
-        sent_during = probe_record.message(key="sent-during-outage")
-        restarter = threading.Timer(1.5, private_postgres.start)
-        restarter.start()
-        producer.enqueue(sent_during)  # waits for the server, up to enqueue_timeout
-        restarter.join()
-
-        def state(message) -> str:
-            return query('SELECT state FROM {schema}."queue" WHERE message_id = %s',
-                         message.message_id, url=private_postgres.url)[0][0]
-
-        wait_for(lambda: state(long_job) == "done" and state(sent_during) == "done",
-                 timeout=30, what="both jobs to finish after the restart")
-        assert runs("through-restart", "start", private_postgres.url) == 1
-        assert runs("sent-during-outage", "", private_postgres.url) == 1
-    finally:
-        producer.close()
-        worker.stop()
-
+# 3. A PostgreSQL outage let a running job be claimed again while it still ran:
+#    tests/acceptance/test_worker_failures.py, with killed and frozen workers.
 
 # 4. send() blocked for minutes on any database error.
 
@@ -332,7 +259,6 @@ def test_a_queue_name_too_long_for_a_notify_channel_is_refused_at_definition(bro
     """dramatiq-pg: failed at send time with `channel name too long`, 10 times over."""
     with pytest.raises(ValueError, match="too long"):
         broker.declare_queue("q" * 60)
-
 
 
 # Singleton jobs (pg-boss's singletonKey / singletonSeconds).

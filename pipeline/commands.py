@@ -1,4 +1,4 @@
-"""Run an external command inside a job, bounded by the job's time limit.
+"""Run an external command, bounded by the running job's time limit.
 
 Dramatiq's TimeLimit raises an exception in the worker thread, but only between
 Python bytecodes: a thread blocked in ``subprocess.run`` is not interrupted until
@@ -13,17 +13,36 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from .base import seconds_left
-
 # Grace between SIGTERM and SIGKILL for the process group.
 TERMINATE_GRACE = 5.0
 _SLICE = 0.2
+
+# Deadline (time.monotonic()) of the job running on this thread, if any.
+_deadline = threading.local()
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float | None) -> Iterator[None]:
+    """Give the block (a job, on this thread) ``seconds`` to run; None is no limit."""
+    _deadline.at = None if seconds is None else time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = None
+
+
+def seconds_left() -> float | None:
+    """Seconds until the running job's time limit, or None outside a job."""
+    deadline = getattr(_deadline, "at", None)
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
 
 @dataclass(frozen=True)

@@ -5,4 +5,4 @@ Dramatiq's own middleware exported no metric at all in that case.
 
 import prometheus_client  # noqa: F401  (first, on purpose)
 
-import tests.workload  # noqa: F401
+import tests.support.workload  # noqa: F401

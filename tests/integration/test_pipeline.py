@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import settings as settings_module
 from actors import (
     analyze_codebase,
     cleanup_container,
@@ -16,23 +15,19 @@ from actors import (
     process_bug_report,
     send_notification,
 )
-from pipeline.bug_reports import receive
-from pipeline.fixes import sandbox_path
-from tests.conftest import WORKSPACE
-from tests.fixtures import query
-from tests.pipeline_support import fixer, git, link_repo, make_repo, new_fix_job, rows
+from actors.process_bug_report import receive
 from tests.support import job_in, wait_for
-
-
-@pytest.fixture
-def configure(monkeypatch):
-    """Replace settings fields for this test (the pipeline reads them at call time)."""
-
-    def apply(**changes) -> None:
-        current = settings_module.settings
-        monkeypatch.setattr(settings_module, "settings", current.model_copy(update=changes))
-
-    return apply
+from tests.support.environment import WORKSPACE
+from tests.support.fixtures import query
+from tests.support.pipeline import (
+    fixer,
+    git,
+    link_repo,
+    make_repo,
+    new_fix_job,
+    rows,
+    sandbox_of,
+)
 
 
 def running(pid: int) -> bool:
@@ -234,9 +229,9 @@ def test_a_fix_runs_in_a_sandbox_stores_its_patch_and_cleans_up(fix_ready, confi
     assert '"succeeded"' in str(job.result)
     assert notification_types() == ["bug_received", "fix_started", "pr_created"]
     ((cleanup_kwargs, _),) = jobs_of("cleanup_container")
-    wait_for(lambda: not sandbox_path(fix_ready["fix_job_id"]).exists(), timeout=10,
+    wait_for(lambda: not sandbox_of(fix_ready["fix_job_id"]).exists(), timeout=10,
              what="the sandbox to be cleaned up")
-    assert cleanup_kwargs["container_id"] == str(sandbox_path(fix_ready["fix_job_id"]))
+    assert cleanup_kwargs["container_id"] == str(sandbox_of(fix_ready["fix_job_id"]))
 
 
 def test_a_crashing_fixer_is_retried_then_failed_with_fix_failed_sent_and_no_sandbox_left(
@@ -252,7 +247,7 @@ def test_a_crashing_fixer_is_retried_then_failed_with_fix_failed_sent_and_no_san
     assert "fixer crashed: model unavailable" in stored["error"]
     assert steps(fix_ready["fix_job_id"]) == ["preparing", "running", "failed"] * 2
     assert notification_types() == ["bug_received", "fix_failed", "fix_started"]
-    wait_for(lambda: not sandbox_path(fix_ready["fix_job_id"]).exists(), timeout=10,
+    wait_for(lambda: not sandbox_of(fix_ready["fix_job_id"]).exists(), timeout=10,
              what="the sandbox to be cleaned up")
 
 
@@ -276,7 +271,7 @@ def test_a_retry_replaces_its_sandbox_instead_of_leaking_one(fix_ready, configur
     job_in(execute_fix.send_with_options(kwargs=fix_ready, max_retries=2).message_id, "dead",
            timeout=30)
 
-    sandbox = sandbox_path(fix_ready["fix_job_id"])
+    sandbox = sandbox_of(fix_ready["fix_job_id"])
     wait_for(lambda: not sandbox.exists(), timeout=10, what="the final cleanup")
     # Three attempts, one sandbox path; nothing else of this job's is left.
     assert {r["detail"].split()[1] for r in rows(
@@ -296,7 +291,7 @@ def test_a_fix_job_that_already_succeeded_is_not_run_again(fix_ready, configure)
 
 
 def test_cleaning_up_a_sandbox_twice_succeeds_twice(worker):
-    sandbox = sandbox_path(str(uuid.uuid4()))
+    sandbox = sandbox_of(str(uuid.uuid4()))
     sandbox.mkdir(parents=True)
     fix = str(uuid.uuid4())
 

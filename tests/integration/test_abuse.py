@@ -10,10 +10,10 @@ import pytest
 from psycopg2 import sql
 
 from pgbroker import InvalidMessage, PostgresBroker
-from tests.conftest import DATABASE_URL, SCHEMA
-from tests.fixtures import query
-from tests.support import job_in, wait_for
-from tests.workload import probe_record
+from tests.support import job_in
+from tests.support.environment import DATABASE_URL
+from tests.support.fixtures import query
+from tests.support.workload import probe_record
 
 ODD_UNICODE = [
     "emoji 🐛🔧 and flags 🇫🇷",
@@ -73,23 +73,3 @@ def test_a_schema_name_that_needs_quoting_works_end_to_end(broker):
             cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
-def test_a_worker_started_while_postgres_is_down_waits_for_it_and_never_logs_the_password(
-    private_postgres, cli_worker
-):
-    with_password = private_postgres.url.replace("postgres:@", "postgres:s3cret-pw@")
-    private_postgres.stop()
-    worker = cli_worker("tests.workload", threads=2, env={"DATABASE_URL": with_password})
-    worker.wait_ready()
-    wait_for(lambda: "connection error" in worker.output(), timeout=15,
-             what="the worker to meet the outage")
-    private_postgres.start()
-
-    producer = PostgresBroker(url=with_password, schema=SCHEMA, enqueue_timeout=10)
-    try:
-        message = producer.enqueue(probe_record.message(key="after-outage"))
-        wait_for(lambda: producer.fetch("job_by_id", message_id=message.message_id)[0][3]
-                 == "done", timeout=20, what="the job to run once PostgreSQL is back")
-    finally:
-        producer.close()
-    worker.stop()
-    assert "s3cret-pw" not in worker.output()

@@ -1,44 +1,71 @@
-"""Fixtures: the broker, a clean queue table, in-process and CLI workers."""
+"""Fixtures of the integration and acceptance layers: PostgreSQL, the broker,
+empty tables per test, in-process and CLI workers, a PostgreSQL of a test's own.
+
+Nothing here runs until a test asks: the unit layer never starts PostgreSQL.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dramatiq
 import psycopg2
 import pytest
 from psycopg2 import sql
+from pydantic import SecretStr
 
-from embedded import EmbeddedPostgres
-from tests.conftest import DATABASE_URL, PIPELINE_SCHEMA, ROOT, SCHEMA, TEST_ENV, WORKSPACE
 from tests.support import wait_for
+from tests.support.environment import (
+    DATABASE_URL,
+    EMBEDDED,
+    EMBEDDED_DATA_DIR,
+    PIPELINE_SCHEMA,
+    ROOT,
+    SCHEMA,
+    TEST_ENV,
+    WORKSPACE,
+)
 
 
 @pytest.fixture(scope="session")
-def broker():
-    import actors  # noqa: F401  (declares the five job types)
-    import tests.workload  # noqa: F401  (declares the test actors)
+def database() -> Iterator[str]:
+    """The URL of the test server, started here when it is the embedded one."""
+    if EMBEDDED:
+        import pgserver
+
+        server = pgserver.get_server(EMBEDDED_DATA_DIR, cleanup_mode="stop")
+        assert server.get_uri() == DATABASE_URL, (
+            f"the embedded server's socket is not in {EMBEDDED_DATA_DIR} "
+            f"({server.get_uri()}): set TEST_DATABASE_URL")
+    prepare_database(DATABASE_URL)
+    yield DATABASE_URL
+    with db() as conn, conn.cursor() as cur:
+        for schema in (SCHEMA, PIPELINE_SCHEMA):
+            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                sql.Identifier(schema)))
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def broker(database):
+    import actors  # noqa: F401  (declares the job types)
+    import tests.support.workload  # noqa: F401  (declares the test actors)
     from broker import broker as configured
 
-    prepare_database(DATABASE_URL)
     configured.ensure_schema()
     # What the dramatiq CLI emits once per worker process; TimeLimit starts its
     # checker thread on it.
     configured.emit_after("process_boot")
     yield configured
     configured.close()
-    with db() as conn, conn.cursor() as cur:
-        for schema in (SCHEMA, PIPELINE_SCHEMA):
-            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                sql.Identifier(schema)))
-    shutil.rmtree(WORKSPACE, ignore_errors=True)
 
 
 def prepare_database(url: str) -> None:
@@ -80,18 +107,41 @@ def query(text: str, *params, url: str = DATABASE_URL) -> list[tuple]:
         return cur.fetchall() if cur.description else []
 
 
+def runs(key: str, note: str = "", url: str = DATABASE_URL) -> int:
+    """How many runs of ``key`` (with ``note``) the test actors recorded."""
+    return query("SELECT count(*) FROM {schema}.test_runs WHERE key = %s AND note = %s",
+                 key, note, url=url)[0][0]
+
+
+def ticks() -> list[tuple[int, int]]:
+    """(slot, jobs) per tick of the test actor probe_tick."""
+    return query(
+        "SELECT singleton_slot, count(*) FROM {schema}.\"queue\" "
+        "WHERE message->>'actor_name' = 'probe_tick' GROUP BY 1 ORDER BY 1"
+    )
+
+
+def empty_tables(url: str = DATABASE_URL) -> None:
+    """Empty every table of the test schemas but the migrations' record.
+
+    The tables are read from the catalog, so a migration's new table is emptied too.
+    """
+    with db(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT schemaname, tablename FROM pg_tables"
+            " WHERE schemaname = ANY(%s) AND tablename <> 'schema_migrations'",
+            ([SCHEMA, PIPELINE_SCHEMA],))
+        tables = [sql.Identifier(schema, table) for schema, table in cur.fetchall()]
+        if tables:
+            cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(tables)))
+
+
 @pytest.fixture(autouse=True)
 def clean_tables(request):
-    if "broker" not in request.fixturenames:
-        yield
-        return
-    request.getfixturevalue("broker")
-    query('TRUNCATE {schema}."queue", {schema}.test_runs')
-    with db() as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL(
-            "TRUNCATE {0}.notifications, {0}.fix_job_steps, {0}.fix_jobs, "
-            "{0}.codebase_knowledge, {0}.bug_reports, {0}.repo_links"
-        ).format(sql.Identifier(PIPELINE_SCHEMA)))
+    """Every test that uses the broker starts from empty tables."""
+    if "broker" in request.fixturenames:
+        request.getfixturevalue("broker")
+        empty_tables()
     yield
 
 
@@ -120,6 +170,33 @@ def start_worker(broker) -> Iterator[Callable[..., dramatiq.Worker]]:
 @pytest.fixture
 def worker(start_worker) -> dramatiq.Worker:
     return start_worker()
+
+
+@pytest.fixture
+def configure(broker):
+    """``configure(fixer_command=...)``: this test's in-process jobs run with these
+    pipeline settings (fields of ``PipelineConfig``), the usual ones after it."""
+    from actors import runtime
+
+    with ExitStack() as stack:
+
+        def apply(**pipeline):
+            changed = runtime.current().replace(pipeline=pipeline)
+            return stack.enter_context(runtime.use(changed))
+
+        yield apply
+
+
+@pytest.fixture
+def smtp(configure):
+    """A real SMTP server that this test's in-process jobs mail through."""
+    from actors import runtime
+    from tests.support.mail import smtp_server
+
+    with smtp_server() as inbox:
+        mail = runtime.current().pipeline.mail
+        configure(mail=dataclasses.replace(mail, smtp_url=SecretStr(inbox.url)))
+        yield inbox
 
 
 class CliWorker:
@@ -167,6 +244,7 @@ class CliWorker:
 
 @pytest.fixture
 def cli_worker(broker, tmp_path) -> Iterator[Callable[..., CliWorker]]:
+    """Start ``dramatiq`` processes (default module: ``actors``); stopped at the end."""
     started: list[CliWorker] = []
 
     def start(*modules: str, **kwargs) -> CliWorker:
@@ -181,8 +259,10 @@ def cli_worker(broker, tmp_path) -> Iterator[Callable[..., CliWorker]]:
 
 
 @pytest.fixture
-def private_postgres(tmp_path) -> Iterator[EmbeddedPostgres]:
+def private_postgres(tmp_path):
     """A PostgreSQL of the test's own, which it may stop and start."""
+    from embedded import EmbeddedPostgres
+
     server = EmbeddedPostgres(tmp_path / "pg")
     prepare_database(server.url)
     yield server

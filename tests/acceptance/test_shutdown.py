@@ -7,9 +7,9 @@ import signal
 import time
 
 from pgbroker.jobs import get_job
-from tests.fixtures import query
 from tests.support import job_in, wait_for
-from tests.workload import probe_sleep, probe_solo
+from tests.support.fixtures import query
+from tests.support.workload import probe_sleep, probe_solo
 
 
 def started(key: str) -> bool:
@@ -24,7 +24,7 @@ def ran_in(key: str) -> list[int]:
 def test_sigterm_lets_the_running_job_finish_and_returns_the_prefetched_one(
     cli_worker, start_worker
 ):
-    leaving = cli_worker("tests.workload", threads=1)
+    leaving = cli_worker("tests.support.workload", threads=1)
     leaving.wait_ready()
     running = probe_sleep.send(key="running", seconds=2)
     wait_for(lambda: started("running"), timeout=15, what="the first job to start")
@@ -51,7 +51,7 @@ def test_sigterm_lets_the_running_job_finish_and_returns_the_prefetched_one(
 def test_a_second_sigterm_exits_at_once_and_the_job_runs_again_elsewhere(
     cli_worker, start_worker
 ):
-    leaving = cli_worker("tests.workload", threads=1)
+    leaving = cli_worker("tests.support.workload", threads=1)
     leaving.wait_ready()
     message = probe_sleep.send(key="interrupted", seconds=4)
     wait_for(lambda: started("interrupted"), timeout=15, what="the job to start")
@@ -88,7 +88,7 @@ def test_a_worker_never_runs_more_of_a_job_type_than_its_cap_whatever_its_thread
 
 
 def test_a_job_over_a_workers_cap_stays_queued_for_another_worker(start_worker, cli_worker):
-    other = cli_worker("tests.workload", threads=1, extra_args=("--queues", "probe-solo"))
+    other = cli_worker("tests.support.workload", threads=1, extra_args=("--queues", "probe-solo"))
     start_worker(threads=8, queues={"probe-solo"})  # probe_solo's cap is 1 per process
     first = probe_solo.send(key="solo1", seconds=6)
     wait_for(lambda: started("solo1"), timeout=10, what="the first job to start")

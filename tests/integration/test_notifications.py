@@ -2,54 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import socket
 import threading
 import uuid
-from collections.abc import Iterator
-from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 
-import settings as settings_module
-from actors import send_notification
+from actors import runtime, send_notification
+from actors.process_bug_report import receive
 from middleware import DeadLetterAlerts
-from pipeline.bug_reports import receive
-from tests.pipeline_support import rows
-from tests.support import job_in, wait_for
-from tests.workload import probe_fails, probe_record
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Inbox:
-    """An aiosmtpd handler keeping every message it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.messages.append(message_from_bytes(envelope.original_content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp(monkeypatch) -> Iterator[Inbox]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    current = settings_module.settings
-    monkeypatch.setattr(settings_module, "settings", current.model_copy(
-        update={"smtp_url": settings_module.SecretStr(f"smtp://127.0.0.1:{port}")}))
-    yield inbox
-    controller.stop()
+from tests.support import free_port, job_in, wait_for
+from tests.support.pipeline import rows
+from tests.support.workload import probe_fails, probe_record
 
 
 def notify(bug: str, type_: str = "bug_received", **data) -> str:
@@ -106,11 +73,11 @@ def test_without_smtp_a_notification_is_recorded_not_mailed(worker):
 
 
 def test_an_smtp_server_that_is_down_fails_the_job_for_a_retry_and_records_nothing(
-    worker, monkeypatch
+    worker, configure
 ):
-    current = settings_module.settings
-    monkeypatch.setattr(settings_module, "settings", current.model_copy(
-        update={"smtp_url": settings_module.SecretStr(f"smtp://127.0.0.1:{free_port()}")}))
+    mail = runtime.current().pipeline.mail
+    configure(mail=dataclasses.replace(
+        mail, smtp_url=SecretStr(f"smtp://127.0.0.1:{free_port()}")))
     bug = receive(raw_text="Mail me")
     message = send_notification.send_with_options(
         kwargs={"type": "bug_received", "bug_report_id": bug,

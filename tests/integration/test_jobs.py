@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from pgbroker.jobs import get_job, list_dead, replay, replay_dead
-from tests.fixtures import query
 from tests.support import job_in
-from tests.workload import (
+from tests.support.fixtures import query
+from tests.support.workload import (
     probe_busy,
     probe_child,
     probe_fails,

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.support.environment import ROOT
 
 
 def test_no_job_is_lost_while_workers_are_killed_and_postgres_restarts(tmp_path):

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from pgbroker import PostgresBroker
-from tests.conftest import DATABASE_URL, SCHEMA
 from tests.support import job_in, wait_for
-from tests.workload import probe_record
+from tests.support.environment import DATABASE_URL, SCHEMA
+from tests.support.workload import probe_record
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
