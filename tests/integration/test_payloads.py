@@ -30,26 +30,6 @@ def test_an_invalid_payload_is_refused_at_send_naming_the_field_and_nothing_is_e
     assert queued_rows() == 0
 
 
-@pytest.mark.parametrize(
-    ("payload", "field"),
-    [
-        ({}, "repo_link_id"),
-        ({"repo_link_id": "42"}, "repo_link_id"),
-        ({"repo_link_id": str(uuid.uuid4()), "triggered_by": "cron"}, "triggered_by"),
-        ({"repo_link_id": str(uuid.uuid4()), "surprise": 1}, "surprise"),
-    ],
-)
-def test_each_kind_of_invalid_payload_names_its_field(broker, payload, field):
-    with pytest.raises(InvalidPayload, match=field):
-        analyze_codebase.send(**payload)
-    assert queued_rows() == 0
-
-
-def test_positional_arguments_are_refused(broker):
-    with pytest.raises(InvalidPayload, match="keyword arguments"):
-        analyze_codebase.send(str(uuid.uuid4()))
-
-
 def test_the_specs_camel_case_field_names_are_accepted_and_stored_as_snake_case(broker):
     repo = uuid.uuid4()
     message = analyze_codebase.send(repoLinkId=str(repo), fullAnalysis=False, triggeredBy="webhook")

@@ -118,19 +118,25 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter(module, fresh_im
 _IMPORT_EACH = """
 import importlib, os, sys, traceback
 import dramatiq, dramatiq_pg, periodiq, prometheus_client, psycopg2, pydantic, pydantic_settings
+import asyncio, email_validator, http.server, pendulum, psycopg2.extras, pydantic.dataclasses
+import dramatiq.cli, dramatiq.results, dramatiq.middleware, prometheus_client.multiprocess
 assert not [m for m in sys.modules if m.split(".")[0] in sys.argv[1].split(",")], "too early"
+children = []
 for module in sys.argv[2:]:
     pid = os.fork()
     if pid == 0:
         try:
             importlib.import_module(module)
         except BaseException:
-            print(module, traceback.format_exc().replace(chr(10), " | "), flush=True)
+            # One write of less than PIPE_BUF: lines of children never interleave.
+            text = traceback.format_exc().replace(chr(10), " | ")[-3000:]
+            os.write(1, f"{module} {text}\\n".encode())
             os._exit(1)
         os._exit(0)
+    children.append(pid)
+for pid in children:
     os.waitpid(pid, 0)
 """
-
 
 @pytest.fixture(scope="module")
 def fresh_imports() -> dict[str, str]:
