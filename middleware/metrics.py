@@ -162,7 +162,7 @@ class Metrics(Middleware):
         if exception is not None:
             self.metrics["errors"].labels(*labels).inc()
 
-    # A message skipped by middleware (an invalid payload) still counts as processed.
+    # A message skipped by middleware (AgeLimit's, past its max_age) still counts as processed.
     after_skip_message = after_process_message
 
     def _inc(self, name: str, message) -> None:
