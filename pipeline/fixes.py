@@ -9,8 +9,8 @@ The sandbox is a directory of the fix job's own,
 the repository at the analysed commit (``checkout/``) and the files exchanged
 with the fixer: a retry replaces it rather than leaking another, and
 cleanup-container removes all of it. The fixer (the configured fixer command,
-later the AI agent) runs inside it under the job's time limit, its whole process tree killed at the
-limit. It may write a JSON report to ``$FIX_REPORT``: ``{"pr_url": ...,
+later the AI agent) runs inside it under the job's time limit, its whole process
+tree killed at the limit. It may write a JSON report to ``$FIX_REPORT``: ``{"pr_url": ...,
 "tests": "passed" | "failed" | "not_run", "summary": ...}``. The patch is the
 sandbox's ``git diff`` against the analysed commit.
 

@@ -20,8 +20,11 @@ import dramatiq
 import psycopg2
 import pytest
 from psycopg2 import sql
+from psycopg2.extras import RealDictCursor
 from pydantic import SecretStr
 
+from pgbroker.queries import named_queries
+from pipeline.db import QUERIES, Database, Transaction
 from tests.support import wait_for
 from tests.support.environment import (
     DATABASE_URL,
@@ -143,6 +146,43 @@ def clean_tables(request):
         request.getfixturevalue("broker")
         empty_tables()
     yield
+
+
+class RollbackDatabase(Database):
+    """A pipeline ``Database`` whose every transaction is a savepoint of one
+    outer transaction, rolled back when the test ends: nothing it writes stays,
+    and nothing else (no worker) can see it."""
+
+    def __init__(self, conn: psycopg2.extensions.connection) -> None:
+        self.conn = conn
+        self.schema = PIPELINE_SCHEMA
+        self.queries = named_queries(QUERIES, PIPELINE_SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self.conn.cursor(cursor_factory=RealDictCursor) as cur:
+            cur.execute("SAVEPOINT test_transaction")
+            try:
+                yield Transaction(cur, self.queries)
+            except BaseException:
+                cur.execute("ROLLBACK TO SAVEPOINT test_transaction")
+                raise
+            cur.execute("RELEASE SAVEPOINT test_transaction")
+
+
+@pytest.fixture
+def rollback_db(database) -> Iterator[RollbackDatabase]:
+    """The pipeline's tables in a transaction of the test's own, rolled back after it.
+
+    For pipeline functions called directly (no worker): pass it where they take a
+    ``Database``; ``.transaction()`` gives what they take as a ``Transaction``.
+    """
+    conn = psycopg2.connect(database)
+    try:
+        yield RollbackDatabase(conn)
+    finally:
+        conn.rollback()
+        conn.close()
 
 
 @pytest.fixture
