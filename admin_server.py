@@ -1,7 +1,9 @@
 """The workers' HTTP side: ``/metrics`` for Prometheus, ``/api/admin/job-queue`` for people.
 
-``dramatiq`` starts :func:`serve_forever` once per run (the ``Metrics``
-middleware declares it as a fork), on ``JOBS_METRICS_HOST:JOBS_METRICS_PORT``.
+``dramatiq`` starts :func:`serve` once per run (the ``Metrics`` middleware,
+given it by ``broker.py``, declares a fork that runs it), on
+``JOBS_METRICS_HOST:JOBS_METRICS_PORT``. Every queue of the policy table
+reports, even empty; other queues report once they hold jobs.
 
 * ``GET /metrics``: the counters of every worker process of the run, plus queue
   depth per queue and state and the age of the oldest waiting job, read from
@@ -31,11 +33,10 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from middleware.metrics import metrics_root, point_prometheus_client_at, run_directory
+from middleware.metrics import RUN_DIR_PREFIX, MetricsConfig, point_prometheus_client_at
 from pgbroker.broker import PostgresBroker
 from pgbroker.jobs import list_dead, queue_stats
 from pgbroker.redact import scrub
-from settings import Settings
 
 logger = logging.getLogger(__name__)
 STATES = ("queued", "delayed", "running", "done", "dead")
@@ -50,9 +51,10 @@ class QueueStats:
 
     FINISHED_EVERY = 12
 
-    def __init__(self, broker: PostgresBroker, ttl: float) -> None:
+    def __init__(self, broker: PostgresBroker, ttl: float, queues: tuple[str, ...] = ()) -> None:
         self.broker = broker
         self.ttl = ttl
+        self.queues = queues
         self._lock = threading.Lock()
         self._pending: _Cached = _Cached(ttl)
         self._finished: _Cached = _Cached(ttl * self.FINISHED_EVERY)
@@ -92,15 +94,12 @@ class QueueStats:
         )
         counts = {(row.queue_name, row.state): row.messages for row in rows}
         waiting = {row.queue_name: row.oldest_seconds for row in rows if row.state == "queued"}
-        for queue in sorted(self._queues() | {q for q, _ in counts}):
+        for queue in sorted(set(self.queues) | {q for q, _ in counts}):
             for state in STATES:
                 depth.add_metric([queue, state], counts.get((queue, state), 0))
             oldest.add_metric([queue], max(waiting.get(queue, 0.0), 0.0))
         yield depth
         yield oldest
-
-    def _queues(self) -> set[str]:
-        return set(self.broker.get_declared_queues())
 
 
 class _Cached:
@@ -127,7 +126,7 @@ def admin_report(broker: PostgresBroker, stats: QueueStats, failures: int = 10) 
     if rows is None:
         raise ConnectionError("database unavailable")
     counts: dict[str, dict[str, int]] = {
-        queue: dict.fromkeys(STATES, 0) for queue in broker.get_declared_queues()
+        queue: dict.fromkeys(STATES, 0) for queue in stats.queues
     }
     for row in rows:
         counts.setdefault(row.queue_name, dict.fromkeys(STATES, 0))[row.state] = row.messages
@@ -159,12 +158,13 @@ def admin_report(broker: PostgresBroker, stats: QueueStats, failures: int = 10) 
     }
 
 
-def make_server(broker: PostgresBroker, config: Settings, run_dir: Path) -> BoundedHttpServer:
+def make_server(broker: PostgresBroker, config: MetricsConfig,
+                run_dir: Path) -> BoundedHttpServer:
     """The HTTP server (bound, not yet serving) for ``broker``, per ``config``."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    stats = QueueStats(broker, ttl=config.queue_stats_ttl.total_seconds())
+    stats = QueueStats(broker, ttl=config.queue_stats_ttl, queues=config.queues)
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(run_dir))
     registry.register(stats)  # a duck-typed collector: collect() yields metric families
@@ -185,7 +185,7 @@ def make_server(broker: PostgresBroker, config: Settings, run_dir: Path) -> Boun
                 return Response.json(503, {"ok": False, "error": "database unavailable"})
         return Response.json(404, {"ok": False, "error": "not found"})
 
-    return BoundedHttpServer((config.metrics_host, config.metrics_port), handle)
+    return BoundedHttpServer((config.host, config.port), handle)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,8 +316,8 @@ class BoundedHttpServer:
 
 def remove_stale_runs(root: Path) -> None:
     """Delete metric directories of ``dramatiq`` runs whose main process is gone."""
-    for directory in root.glob("run-*"):
-        pid = directory.name.removeprefix("run-")
+    for directory in root.glob(f"{RUN_DIR_PREFIX}*"):
+        pid = directory.name.removeprefix(RUN_DIR_PREFIX)
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(directory, ignore_errors=True)
 
@@ -332,22 +332,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def serve_forever() -> int:
-    """Entry point of the fork ``dramatiq`` starts for the ``Metrics`` middleware."""
-    import actors  # noqa: F401  (declares the job types: every queue reports, even empty)
-    from broker import broker
-    from settings import settings
-
-    run_dir = run_directory()
+def serve(broker: PostgresBroker, config: MetricsConfig, run_dir: Path) -> int:
+    """Serve until interrupted; returns the exit code (1: cannot listen)."""
     point_prometheus_client_at(run_dir)
-    remove_stale_runs(metrics_root())
+    remove_stale_runs(config.metrics_dir)
     try:
-        server = make_server(broker, settings, run_dir)
+        server = make_server(broker, config, run_dir)
     except OSError as error:
         logger.critical("metrics server cannot listen on %s:%s: %s (set JOBS_METRICS_PORT)",
-                        settings.metrics_host, settings.metrics_port, error)
+                        config.host, config.port, error)
         return 1
-    logger.info("serving /metrics on %s:%s", settings.metrics_host, settings.metrics_port)
+    logger.info("serving /metrics on %s:%s", config.host, config.port)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

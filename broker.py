@@ -1,7 +1,8 @@
 """The job system's Dramatiq broker: PostgreSQL, configured from ``settings``.
 
 Importing this module sets Dramatiq's global broker, so actors declared after it
-bind to PostgreSQL. The middleware stack is the list below, in order.
+bind to PostgreSQL (``actors/`` imports it first). The middleware stack is
+:func:`build_broker`'s list, in order.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
     CurrentMessage,
+    Middleware,
     Pipelines,
     Retries,
     ShutdownNotifications,
@@ -18,19 +20,23 @@ from dramatiq.middleware import (
 )
 from dramatiq.results import Results
 
+import admin_server
 from embedded import database_url
-from middleware import DeadLetterAlerts, Metrics, Periodic
+from middleware import DeadLetterAlerts, Metrics, MetricsConfig, Periodic
 from pgbroker import PostgresBroker, PostgresResults
 from pgbroker.redact import install_log_redaction, register_secrets
 from pipeline.db import MIGRATIONS as PIPELINE_MIGRATIONS
 from settings import Settings, settings
 
 
-def build_broker(config: Settings) -> PostgresBroker:
-    """A broker for ``config``; opens no connection until first used."""
-    middleware = [
+def dramatiq_middleware(metrics: Metrics) -> list[Middleware]:
+    """``metrics`` and the Dramatiq middleware every message passes, in order.
+
+    The benchmark's plain dramatiq-pg broker runs the same list.
+    """
+    return [
         # First, so it sees every message the others might skip or fail.
-        Metrics(),
+        metrics,
         AgeLimit(),
         # Actors set their own limits from the policy table; 10 min otherwise.
         TimeLimit(),
@@ -40,6 +46,14 @@ def build_broker(config: Settings) -> PostgresBroker:
         # Actors set their own retries and backoff from the policy table.
         Retries(),
         CurrentMessage(),
+    ]
+
+
+def build_broker(config: Settings) -> PostgresBroker:
+    """A broker for ``config``; opens no connection until first used."""
+    metrics = Metrics(MetricsConfig.from_settings(config), serve=admin_server.serve)
+    middleware = [
+        *dramatiq_middleware(metrics),
         Periodic(),
         DeadLetterAlerts(
             config.alert_webhook_url.get_secret_value() if config.alert_webhook_url else None),

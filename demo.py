@@ -66,11 +66,14 @@ def main(argv: list[str] | None = None) -> int:
 def run_demo(*, once: bool, worker: subprocess.Popen) -> int:
     """One bug report through the pipeline: intake, parse, analyse, fix, notify, clean."""
     import actors
+    from actors import runtime
     from actors.base import InvalidPayload
+    from actors.execute_fix import queue_fix
+    from actors.process_bug_report import receive
     from pgbroker.jobs import get_job
-    from pipeline import db
-    from pipeline.bug_reports import receive
-    from pipeline.fixes import queue_fix
+    from pipeline.codebase import link_repository
+
+    db = runtime.current().db
 
     def wait(message_id: str, what: str) -> bool:
         deadline = time.monotonic() + 60
@@ -95,13 +98,12 @@ def run_demo(*, once: bool, worker: subprocess.Popen) -> int:
         print(f"refused   {refused}")
 
     repo = sample_repository()
-    link = db.fetch_one("repo_link_insert", url=str(repo), branch="main")
-    assert link is not None
+    link = link_repository(db, str(repo))
     bug = receive(raw_text=SAMPLE_REPORT, reporter_email="reporter@example.com",
-                  repo_link_id=str(link["id"]))
+                  repo_link_id=link)
     steps = [
         (lambda: actors.process_bug_report.send(bug_report_id=bug).message_id, "bug report"),
-        (lambda: actors.analyze_codebase.send(repo_link_id=str(link["id"])).message_id,
+        (lambda: actors.analyze_codebase.send(repo_link_id=link).message_id,
          "analysis"),
     ]
     for send, what in steps:
@@ -117,7 +119,7 @@ def run_demo(*, once: bool, worker: subprocess.Popen) -> int:
     for message_id, what in mine:
         if not wait(message_id, what):
             return 1
-    fix = db.fetch_one("fix_job_get", id=fix_job_id) or {}
+    fix = db.one("fix_job_get", id=fix_job_id) or {}
     print(f"\nfix job {fix_job_id}: {fix.get('status')}, pull request {fix.get('pr_url')}")
     print(fix.get("patch", ""))
     if once:

@@ -11,7 +11,7 @@ periodic job's retries, and to stop at the first failed send. Here:
   minute), so PostgreSQL keeps one job per tick whatever the number of
   schedulers, and at most one job per periodic actor waits or runs at a time
   (no pile-up while workers are down);
-* :func:`cron` accepts Sunday as 0 or 7, as cron does;
+* ``middleware.periodic.cron`` accepts Sunday as 0 or 7, as cron does;
 * periodiq's middleware, which skipped late messages and retries, is not used;
 * a send that fails is logged and the next tick comes as usual.
 
@@ -25,20 +25,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import dramatiq
 import pendulum
-from periodiq import CronSpec, Scheduler
-from periodiq import cron as periodiq_cron
+from periodiq import Scheduler
 
 logger = logging.getLogger("pts-jobs.scheduler")
-
-
-def cron(spec: str) -> CronSpec:
-    """periodiq's cron, with Sunday matching both 0 and 7 (periodiq compares ISO 7 to 0)."""
-    parsed = periodiq_cron(spec)
-    if {0, 7} & set(parsed.dow):
-        parsed = parsed.replace(dow=sorted(set(parsed.dow) | {0, 7}))
-        parsed.parsed_from = spec
-    return parsed
 
 
 def tick_slot(now: pendulum.DateTime) -> int:
@@ -75,8 +66,6 @@ def main(modules: Sequence[str] = ("actors",)) -> int:
     """Run the scheduler until interrupted. Returns the exit code."""
     for module in modules:
         importlib.import_module(module)
-    import dramatiq
-
     actors = periodic_actors(dramatiq.get_broker())
     if not actors:
         logger.error("no periodic actor in %s", ", ".join(modules))

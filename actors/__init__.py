@@ -1,7 +1,8 @@
 """The job types. ``dramatiq actors`` imports this package to run them all.
 
-One module per job type (payload model and actor); ``base`` and ``commands``
-hold what they share. Importing the broker first binds every actor to it.
+One module per job type (payload model and actor); ``base`` holds what they
+share and ``runtime`` what they hand the pipeline. Importing the broker first
+binds every actor to it.
 """
 
 import broker  # noqa: F401  (sets the global broker before any actor is declared)

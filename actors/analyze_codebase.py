@@ -12,6 +12,7 @@ from uuid import UUID
 
 from pipeline.codebase import analyze
 
+from . import runtime
 from .base import Payload, job
 
 SINGLETON_SECONDS = 5 * 60
@@ -30,5 +31,6 @@ def singleton(payload: AnalyzeCodebase) -> tuple[str, int]:
 
 @job("analyze_codebase", AnalyzeCodebase, singleton=singleton, store_results=True)
 def analyze_codebase(payload: AnalyzeCodebase) -> dict:
-    return analyze(str(payload.repo_link_id), full_analysis=payload.full_analysis,
-                   triggered_by=payload.triggered_by)
+    run = runtime.current()
+    return analyze(run.db, run.pipeline, str(payload.repo_link_id),
+                   full_analysis=payload.full_analysis, triggered_by=payload.triggered_by)

@@ -19,19 +19,22 @@ that does not validate is dead-lettered at once, without retries.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 import dramatiq
 from dramatiq.message import Message
+from dramatiq.middleware import CurrentMessage
 from psycopg2.extensions import connection as Connection
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from pgbroker import PostgresBroker
+from pipeline.commands import time_budget
+from pipeline.errors import PermanentError
 from settings import JobPolicy, settings
+
+__all__ = ["InvalidPayload", "JobActor", "Payload", "PermanentError", "is_final_attempt", "job"]
 
 P = TypeVar("P", bound="Payload")
 
@@ -68,30 +71,14 @@ class InvalidPayload(ValueError):
         super().__init__(f"invalid payload for {actor_name}: {details}")
 
 
-class PermanentError(Exception):
-    """Raise from a job for a failure that retrying cannot fix; it dies at once."""
-
-
-# Deadline (time.monotonic()) of the job running on this thread, if any.
-_deadline = threading.local()
-
-
 def is_final_attempt() -> bool:
     """True while the running job is on its last attempt (no retry follows a failure)."""
-    from dramatiq.middleware import CurrentMessage
-
     message = CurrentMessage.get_current_message()
     if message is None:
         return True
     actor = dramatiq.get_broker().get_actor(message.actor_name)
     max_retries = message.options.get("max_retries", actor.options.get("max_retries", 20))
     return int(message.options.get("retries", 0)) >= max_retries
-
-
-def seconds_left() -> float | None:
-    """Seconds until the running job's time limit, or None outside a job."""
-    deadline = getattr(_deadline, "at", None)
-    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
 
 class JobActor(dramatiq.Actor, Generic[P]):
@@ -160,18 +147,13 @@ class JobActor(dramatiq.Actor, Generic[P]):
         return self.broker
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from dramatiq.middleware import CurrentMessage
-
         payload = self.validate(args, kwargs)
         message = CurrentMessage.get_current_message()
         # As dramatiq's TimeLimit: the message's own limit, else the actor's.
         time_limit_ms = (message.options if message else {}).get(
             "time_limit", self.options.get("time_limit"))
-        _deadline.at = None if time_limit_ms is None else time.monotonic() + time_limit_ms / 1000
-        try:
+        with time_budget(None if time_limit_ms is None else time_limit_ms / 1000):
             return self.fn(payload)
-        finally:
-            _deadline.at = None
 
 
 def job(
@@ -180,6 +162,7 @@ def job(
     *,
     policy: JobPolicy | None = None,
     singleton: Callable[[P], tuple[str, int]] | None = None,
+    broker: dramatiq.Broker | None = None,
     **options: Any,
 ) -> Callable[[Callable[[P], Any]], JobActor[P]]:
     """Declare the actor of job type ``actor_name`` with its policy.
@@ -187,14 +170,15 @@ def job(
     The queue, retries, backoff, time limit, priority and concurrency come from
     ``policy``, by default the row of ``settings.policies`` named ``actor_name``;
     ``singleton(payload)`` returns the (key, seconds) that makes sends of the
-    same key within that window one job; ``options`` adds other Dramatiq actor
+    same key within that window one job; ``broker`` is the one to declare it on
+    (Dramatiq's global broker by default); ``options`` adds other Dramatiq actor
     options (``store_results=True``, ``periodic=cron(...)``, ...).
     """
     if policy is None:
         policy = settings.policies.by_actor()[actor_name]
 
     def decorator(fn: Callable[[P], Any]) -> JobActor[P]:
-        broker = dramatiq.get_broker()
+        target = broker or dramatiq.get_broker()
         actor_options = {
             "max_retries": policy.max_retries,
             "min_backoff": policy.min_backoff_ms,
@@ -204,14 +188,14 @@ def job(
             "throws": (InvalidPayload, PermanentError),
             **options,
         }
-        unknown = set(actor_options) - broker.actor_options
+        unknown = set(actor_options) - target.actor_options
         if unknown:
             raise ValueError(f"actor options not supported by the broker: {sorted(unknown)}")
         return JobActor(
             fn,
             payload_model=payload_model,
             singleton=singleton,
-            broker=broker,
+            broker=target,
             actor_name=actor_name,
             queue_name=policy.queue,
             priority=int(policy.priority),

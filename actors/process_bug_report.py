@@ -7,11 +7,17 @@ report is dead at once.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
 from uuid import UUID
 
-from pipeline.bug_reports import process
+from pipeline import bug_reports
 
-from .base import Payload, job
+from . import runtime
+from .base import InvalidPayload, Payload, job
+from .send_notification import notify_in_transaction
+
+logger = logging.getLogger(__name__)
 
 
 class ProcessBugReport(Payload):
@@ -20,4 +26,21 @@ class ProcessBugReport(Payload):
 
 @job("process_bug_report", ProcessBugReport, store_results=True)
 def process_bug_report(payload: ProcessBugReport) -> dict:
-    return process(str(payload.bug_report_id))
+    bug_report_id = str(payload.bug_report_id)
+    with runtime.current().db.transaction() as tx:
+        processed = bug_reports.process(tx, bug_report_id)
+        try:
+            # Same transaction: the notification exists if, and only if, PARSED does.
+            notify_in_transaction(tx.connection, processed.notice)
+        except InvalidPayload as refused:
+            logger.warning("bug report %s: no notification: %s", bug_report_id, refused)
+    return processed.result
+
+
+def receive(**report: Any) -> str:
+    """Store a report as the intake receives it (RECEIVED); returns its id.
+
+    Keywords as :func:`pipeline.bug_reports.receive`: ``raw_text``,
+    ``raw_payload``, ``reporter_email``, ``repo_link_id``.
+    """
+    return bug_reports.receive(runtime.current().db, **report)

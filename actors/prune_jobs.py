@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
+from middleware.periodic import cron
 from pgbroker.jobs import purge
-from scheduler import cron
-from settings import settings
 
+from . import runtime
 from .base import Payload, job
 
 logger = logging.getLogger(__name__)
@@ -24,9 +24,10 @@ class PruneJobs(Payload):
 
 @job("prune_jobs", PruneJobs, periodic=cron("*/10 * * * *"), store_results=True)
 def prune_jobs(payload: PruneJobs) -> dict[str, int]:
+    run = runtime.current()
     deleted = {
-        "done": purge("done", settings.keep_done_for),
-        "dead": purge("dead", settings.keep_dead_for),
+        "done": purge("done", run.retention.keep_done_for, broker=run.broker),
+        "dead": purge("dead", run.retention.keep_dead_for, broker=run.broker),
     }
     if any(deleted.values()):
         logger.info("retention deleted %(done)d done and %(dead)d dead jobs", deleted)

@@ -13,18 +13,11 @@ import time
 import dramatiq
 import dramatiq_pg
 import psycopg2
-from dramatiq.middleware import (
-    AgeLimit,
-    Callbacks,
-    CurrentMessage,
-    Pipelines,
-    Retries,
-    ShutdownNotifications,
-    TimeLimit,
-)
 
+import admin_server
 import broker as ours
-from middleware import Metrics
+from middleware import Metrics, MetricsConfig
+from settings import settings
 
 KIND = os.environ.get("BENCH_BROKER", "ours")
 SCHEMA = os.environ["JOBS_SCHEMA_NAME"]
@@ -34,8 +27,8 @@ if KIND == "plain":
     # broker (results, alerts): the comparison is of the brokers.
     plain = dramatiq_pg.PostgresBroker(
         url=ours.broker.url, schema=SCHEMA, prefix="",
-        middleware=[Metrics(), AgeLimit(), TimeLimit(), ShutdownNotifications(), Callbacks(),
-                    Pipelines(), Retries(), CurrentMessage()],
+        middleware=ours.dramatiq_middleware(
+            Metrics(MetricsConfig.from_settings(settings), serve=admin_server.serve)),
     )
     dramatiq.set_broker(plain)
     BROKER = plain

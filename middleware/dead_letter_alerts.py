@@ -18,6 +18,7 @@ from typing import Any
 
 from dramatiq.middleware import Middleware
 
+from pgbroker.broker import failure_text
 from pgbroker.redact import scrub
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,7 @@ class DeadLetterAlerts(Middleware):
     def after_nack(self, broker, message) -> None:
         if not self.webhook_url:
             return
-        exception = getattr(message, "_exception", None)
-        error = (f"{type(exception).__name__}: {exception}" if exception is not None
-                 else message.options.get("traceback", "rejected").strip().splitlines()[-1])
+        error = failure_text(message, broker.actors)
         threading.Thread(target=self._alert, args=(broker, message, error),
                          name="dead-letter-alert", daemon=True).start()
 

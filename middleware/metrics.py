@@ -8,7 +8,11 @@ built for Dramatiq work), and:
 * buckets reach past the longest time limit (an hour);
 * every ``dramatiq`` run writes to a directory of its own, and removes those of
   runs that are gone, so a SIGKILLed worker never leaves an in-progress count;
-* the exposition server (``admin_server``) binds to ``JOBS_METRICS_HOST``.
+* the exposition server binds to the configured host (``JOBS_METRICS_HOST``).
+
+The server itself is handed in (``serve``, by ``broker.py``: the admin server);
+:func:`serve_forever`, the fork Dramatiq starts once per run, finds it on the
+run's broker and imports nothing of the application.
 
 Labels are queue and actor names only: never payloads or addresses.
 """
@@ -16,33 +20,64 @@ Labels are queue and actor names only: never payloads or addresses.
 from __future__ import annotations
 
 import os
+import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dramatiq.cli import import_broker, make_argument_parser
 from dramatiq.middleware import Middleware
+from pydantic import SecretStr
+
+if TYPE_CHECKING:  # the type only: importing settings reads the environment
+    from settings import Settings
 
 # Milliseconds, like Dramatiq's histogram; the last finite bucket is one hour.
 DURATION_BUCKETS = (
     5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000,
     300_000, 600_000, 900_000, 1_800_000, 2_700_000, 3_600_000, float("inf"),
 )
-_RUN_DIR_PREFIX = "run-"
+RUN_DIR_PREFIX = "run-"
 
 
-def metrics_root() -> Path:
-    """Where the per-run metric directories live."""
-    from settings import settings
+@dataclass(frozen=True)
+class MetricsConfig:
+    # Where the per-run metric directories live.
+    metrics_dir: Path
+    host: str
+    port: int
+    # Queue depth is read from PostgreSQL at most this often (seconds).
+    queue_stats_ttl: float
+    # Bearer token of the admin API; None turns it off.
+    admin_token: SecretStr | None
+    # The queues that always report, even empty: the policy table's.
+    queues: tuple[str, ...]
 
-    return settings.metrics_dir
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetricsConfig:
+        return cls(
+            metrics_dir=settings.metrics_dir,
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            queue_stats_ttl=settings.queue_stats_ttl.total_seconds(),
+            admin_token=settings.admin_token,
+            queues=tuple(sorted({p.queue for p in settings.policies.by_actor().values()})),
+        )
 
 
-def run_directory() -> Path:
+# The exposition server: given the broker, the configuration and the run's
+# directory, serves until stopped and returns the process's exit code.
+Serve = Callable[[Any, MetricsConfig, Path], int]
+
+
+def run_directory(metrics_dir: Path) -> Path:
     """This ``dramatiq`` run's directory: named after the run's main process.
 
     Worker processes and the exposition server are all children of that process.
     """
-    return metrics_root() / f"{_RUN_DIR_PREFIX}{os.getppid()}"
+    return metrics_dir / f"{RUN_DIR_PREFIX}{os.getppid()}"
 
 
 def point_prometheus_client_at(directory: Path) -> None:
@@ -61,18 +96,18 @@ def point_prometheus_client_at(directory: Path) -> None:
 class Metrics(Middleware):
     """Counts messages, errors, retries, dead letters, in-progress and durations."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: MetricsConfig, serve: Serve | None = None) -> None:
+        self.config = config
+        self.serve = serve
         self.started: dict[str, float] = {}
         self.metrics: dict[str, Any] = {}
 
     @property
     def forks(self) -> list:
-        from admin_server import serve_forever
-
-        return [serve_forever]
+        return [serve_forever] if self.serve is not None else []
 
     def after_process_boot(self, broker) -> None:
-        point_prometheus_client_at(run_directory())
+        point_prometheus_client_at(run_directory(self.config.metrics_dir))
         import prometheus_client as prom
 
         labels = ["queue_name", "actor_name"]
@@ -127,8 +162,21 @@ class Metrics(Middleware):
         if exception is not None:
             self.metrics["errors"].labels(*labels).inc()
 
-    # A message skipped by middleware (an invalid payload) still counts as processed.
+    # A message skipped by middleware (AgeLimit's, past its max_age) still counts as processed.
     after_skip_message = after_process_message
 
     def _inc(self, name: str, message) -> None:
         self.metrics[name].labels(message.queue_name, message.actor_name).inc()
+
+
+def serve_forever() -> int:
+    """The fork ``dramatiq`` starts once per run: the Metrics middleware's server.
+
+    It loads the run's broker as Dramatiq's workers do, from the run's own
+    command line, and serves with the ``Metrics`` middleware installed on it.
+    """
+    args = make_argument_parser().parse_args(sys.argv[1:])
+    _, broker = import_broker(args.broker)
+    (metrics,) = [m for m in broker.middleware if isinstance(m, Metrics)]
+    assert metrics.serve is not None  # forks is empty without it
+    return metrics.serve(broker, metrics.config, run_directory(metrics.config.metrics_dir))

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,7 +39,7 @@ from psycopg2.extras import execute_values
 
 from . import migrations
 from .consumer import PostgresConsumer
-from .db import DISCONNECTS, Pool
+from .db import DISCONNECTS, Pool, transaction
 from .errors import EnqueueError, EnqueueTimeout, InvalidMessage
 from .leases import Inflight, LeaseKeeper
 from .listener import Listener
@@ -350,12 +350,8 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
                     if not atomic:
                         with conn.cursor() as cur:
                             return work(cur)
-                    conn.autocommit = False
-                    try:
-                        with conn, conn.cursor() as cur:
-                            return work(cur)
-                    finally:
-                        conn.autocommit = True
+                    with transaction(conn), conn.cursor() as cur:
+                        return work(cur)
             except DISCONNECTS as error:
                 remaining = deadline - time.monotonic()
                 if remaining <= pause:
@@ -406,19 +402,10 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
                 message_id=message.message_id,
                 owner=self.owner,
                 message=encode(message),
-                last_error=self._failure_of(message),
+                last_error=failure_text(message, self.actors),
             )
         finally:
             self.inflight.discard(message.message_id)
-
-    def _failure_of(self, message: MessageProxy) -> str:
-        exception = getattr(message, "_exception", None)
-        if exception is not None:
-            return f"{type(exception).__name__}: {exception}"
-        if message.actor_name not in self.actors:
-            return f"unknown actor {message.actor_name!r}: no worker on this queue defines it"
-        traceback = message.options.get("traceback")
-        return last_line(traceback) if traceback else "rejected"
 
     def reject_undecodable(self, message_id: str, text: str, error: Exception) -> None:
         logger.error("message %s cannot be decoded, dead-lettering it: %s", message_id, error)
@@ -571,6 +558,17 @@ def is_new_singleton(message: Message) -> bool:
     if slot is not None and not isinstance(slot, int):
         raise InvalidMessage("singleton_slot must be an integer")
     return True
+
+
+def failure_text(message: MessageProxy, actors: Container[str]) -> str:
+    """Why ``message`` is dead, in one line: its exception, or the reason it never ran."""
+    exception = getattr(message, "_exception", None)
+    if exception is not None:
+        return f"{type(exception).__name__}: {exception}"
+    if message.actor_name not in actors:
+        return f"unknown actor {message.actor_name!r}: no worker on this queue defines it"
+    traceback = message.options.get("traceback")
+    return last_line(traceback) if traceback else "rejected"
 
 
 def last_line(traceback_text: str) -> str:

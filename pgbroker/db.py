@@ -31,6 +31,21 @@ DISCONNECTS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 KEEPALIVES = dict(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
 
 
+@contextmanager
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """One transaction on ``conn`` for the block, even if ``conn`` autocommits.
+
+    Committed when the block ends, rolled back if it raises; ``conn``'s
+    autocommit setting is restored either way.
+    """
+    autocommit, conn.autocommit = conn.autocommit, False
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.autocommit = autocommit
+
+
 class PoolTimeout(psycopg2.OperationalError):
     """No connection could be had before the deadline."""
 

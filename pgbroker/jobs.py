@@ -17,6 +17,8 @@ from .broker import PostgresBroker
 from .errors import JobNotFound
 
 State = Literal["queued", "delayed", "running", "done", "dead"]
+# The queue table keeps dramatiq-pg's names for the finished states.
+STORED_STATE = {"done": "done", "dead": "rejected"}
 REPLAY_BATCH = 500
 PURGE_BATCH = 1000
 
@@ -141,7 +143,7 @@ def purge(
     progress: Any = None,
 ) -> int:
     """Delete finished jobs in ``state`` older than ``older_than``, in batches."""
-    db_state = {"done": "done", "dead": "rejected"}[state]
+    db_state = STORED_STATE[state]
 
     def batch() -> int:
         return _broker(broker).execute(

@@ -16,6 +16,7 @@ from pathlib import Path
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
+from .db import transaction
 from .queries import SQL_DIR, bind
 
 logger = logging.getLogger(__name__)
@@ -50,16 +51,13 @@ def migrate(
     ``<schema>.schema_migrations``.
     """
     # One transaction for all of it, even on an autocommit connection.
-    autocommit, conn.autocommit = conn.autocommit, False
-    try:
+    with transaction(conn):
         return _migrate(conn, schema, directory)
-    finally:
-        conn.autocommit = autocommit
 
 
 def _migrate(conn: Connection, schema: str, directory: Path) -> list[Migration]:
     applied_now = []
-    with conn, conn.cursor() as cur:
+    with conn.cursor() as cur:
         # Serialises concurrent starts; released at commit.
         cur.execute(
             "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pts-jobs migrate {schema}",)

@@ -4,74 +4,70 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg2.extras import Json
 
-from actors.base import PermanentError
-
-from . import db
+from .db import Database, Transaction
+from .errors import MissingRecord
+from .notifications import Notice, notice_for
 from .parsing import UnusableReport, parse_report
 
 logger = logging.getLogger(__name__)
 
 
-class MissingRecord(PermanentError, LookupError):
-    """The row a job names does not exist: retrying cannot help, so no retry."""
+@dataclass(frozen=True)
+class Processed:
+    """What processing a report did: the job's result, and whom to tell."""
+
+    result: dict[str, Any]
+    # bug_received, to send in the same transaction; None when nobody is told.
+    notice: Notice | None = None
 
 
-def receive(*, raw_text: str | None = None, raw_payload: dict | None = None,
+def receive(db: Database, *, raw_text: str | None = None, raw_payload: dict | None = None,
             reporter_email: str | None = None, repo_link_id: str | None = None) -> str:
     """Store a report as the intake receives it (RECEIVED) and return its id."""
-    row = db.fetch_one("bug_report_insert", raw_text=raw_text,
-                       raw_payload=None if raw_payload is None else Json(raw_payload),
-                       reporter_email=reporter_email, repo_link_id=repo_link_id)
+    row = db.one("bug_report_insert", raw_text=raw_text,
+                 raw_payload=None if raw_payload is None else Json(raw_payload),
+                 reporter_email=reporter_email, repo_link_id=repo_link_id)
     assert row is not None
     return str(row["id"])
 
 
-def process(bug_report_id: str) -> dict[str, Any]:
-    """Parse the report, store the result, and enqueue ``bug_received`` with it.
+def process(tx: Transaction, bug_report_id: str) -> Processed:
+    """Parse the report and store the result, in ``tx``.
 
-    Idempotent: a report already PARSED or INVALID is left as it is.
+    Idempotent: a report already PARSED or INVALID is left as it is (and nobody
+    is told again).
 
     Raises:
         MissingRecord: no bug report has this id.
     """
-    from actors.base import InvalidPayload
-    from actors.send_notification import send_notification
-
-    with db.transaction() as cur:
-        cur.execute(db.query("bug_report_lock"), {"id": bug_report_id})
-        report = cur.fetchone()
-        if report is None:
-            raise MissingRecord(f"no bug report {bug_report_id}")
-        if report["status"] != "RECEIVED":
-            return {"status": report["status"], "already": True}
-        try:
-            parsed = parse_report(report["raw_text"], report["raw_payload"])
-        except UnusableReport as unusable:
-            cur.execute(db.query("bug_report_invalid"),
-                        {"id": bug_report_id, "reason": str(unusable)})
-            logger.info("bug report %s is INVALID: %s", bug_report_id, unusable)
-            return {"status": "INVALID", "reason": str(unusable)}
-        fields = dataclasses.asdict(parsed)
-        cur.execute(db.query("bug_report_parsed"), {
-            **fields,
-            "id": bug_report_id,
-            "steps_to_reproduce": Json(fields["steps_to_reproduce"]),
-            "stack_frames": Json(fields["stack_frames"]),
-            "environment": Json(fields["environment"]),
-        })
-        stored = cur.fetchone()
-        if report["reporter_email"]:
-            try:
-                # Same transaction: the notification exists if, and only if, PARSED does.
-                send_notification.send_in_transaction(
-                    cur.connection, type="bug_received", bug_report_id=bug_report_id,
-                    recipient_email=report["reporter_email"], data={},
-                )
-            except InvalidPayload as refused:
-                logger.warning("bug report %s: no notification: %s", bug_report_id, refused)
-    return {"status": "PARSED", "severity": parsed.severity,
-            "duplicate_of": str(stored["duplicate_of"]) if stored["duplicate_of"] else None}
+    report = tx.one("bug_report_lock", id=bug_report_id)
+    if report is None:
+        raise MissingRecord(f"no bug report {bug_report_id}")
+    if report["status"] != "RECEIVED":
+        return Processed({"status": report["status"], "already": True})
+    try:
+        parsed = parse_report(report["raw_text"], report["raw_payload"])
+    except UnusableReport as unusable:
+        tx.execute("bug_report_invalid", id=bug_report_id, reason=str(unusable))
+        logger.info("bug report %s is INVALID: %s", bug_report_id, unusable)
+        return Processed({"status": "INVALID", "reason": str(unusable)})
+    fields = dataclasses.asdict(parsed)
+    stored = tx.one("bug_report_parsed", **{
+        **fields,
+        "id": bug_report_id,
+        "steps_to_reproduce": Json(fields["steps_to_reproduce"]),
+        "stack_frames": Json(fields["stack_frames"]),
+        "environment": Json(fields["environment"]),
+    })
+    assert stored is not None
+    duplicate_of = stored["duplicate_of"]
+    return Processed(
+        {"status": "PARSED", "severity": parsed.severity,
+         "duplicate_of": str(duplicate_of) if duplicate_of else None},
+        notice=notice_for("bug_received", report),
+    )

@@ -1,7 +1,7 @@
 """analyze-codebase's work: fetch a repository and describe it, commit by commit.
 
-Repositories are cloned into the workspace cache (``JOBS_WORKSPACE_DIR/repos``)
-with the git command line, every call bounded by ``JOBS_GIT_TIMEOUT``. An
+Repositories are cloned into the workspace cache (``<workspace>/repos``) with
+the git command line, every call bounded by the configured git timeout. An
 analysis records files and lines per language, the manifests found, the likely
 test command and the top-level layout. An incremental one starts from the last
 analysed commit and recounts only the files that changed.
@@ -9,6 +9,7 @@ analysed commit and recounts only the files that changed.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -19,10 +20,10 @@ from typing import Any
 
 from psycopg2.extras import Json
 
-from actors.commands import CommandResult, run_command
-
-from . import db
-from .bug_reports import MissingRecord
+from .commands import CommandResult, run_command
+from .config import PipelineConfig
+from .db import Database
+from .errors import MissingRecord
 
 logger = logging.getLogger(__name__)
 
@@ -55,27 +56,36 @@ class Analysis:
     changed_files: list[str] | None
 
 
-def analyze(repo_link_id: str, *, full_analysis: bool, triggered_by: str) -> dict[str, Any]:
+def link_repository(db: Database, url: str, branch: str = "main") -> str:
+    """Link a repository (a git URL or a local path) and its branch; returns the link's id."""
+    row = db.one("repo_link_insert", url=url, branch=branch)
+    assert row is not None
+    return str(row["id"])
+
+
+def analyze(db: Database, config: PipelineConfig, repo_link_id: str, *, full_analysis: bool,
+            triggered_by: str) -> dict[str, Any]:
     """Fetch the repository, analyse its branch head and store the result.
+
+    Returns the stored analysis's id, the commit and whether it was full.
 
     Raises:
         MissingRecord: no repository link has this id.
         GitError: the repository cannot be cloned or fetched (retried).
     """
-    from settings import settings
-
-    link = db.fetch_one("repo_link_get", id=repo_link_id)
+    link = db.one("repo_link_get", id=repo_link_id)
     if link is None:
         raise MissingRecord(f"no repository link {repo_link_id}")
-    checkout = sync_repository(settings.workspace_dir / "repos" / str(repo_link_id),
+    git = Git(config.git_timeout)
+    checkout = sync_repository(git, config.repos_dir / str(repo_link_id),
                                link["url"], link["branch"])
     head = git(checkout, "rev-parse", "HEAD").strip()
-    previous = db.fetch_one("knowledge_latest", repo_link_id=repo_link_id)
+    previous = db.one("knowledge_latest", repo_link_id=repo_link_id)
     if full_analysis or previous is None or not _has_commit(checkout, previous["commit_sha"]):
-        result = analyze_full(checkout, head)
+        result = analyze_full(git, checkout, head)
     else:
-        result = analyze_changes(checkout, previous, head)
-    row = db.fetch_one(
+        result = analyze_changes(git, checkout, previous, head)
+    row = db.one(
         "knowledge_store", repo_link_id=repo_link_id, commit_sha=result.commit_sha,
         base_commit_sha=result.base_commit_sha, full_analysis=result.full,
         triggered_by=triggered_by, languages=Json(result.languages),
@@ -87,7 +97,7 @@ def analyze(repo_link_id: str, *, full_analysis: bool, triggered_by: str) -> dic
     return {"codebase_knowledge_id": str(row["id"]), "commit_sha": head, "full": result.full}
 
 
-def sync_repository(path: Path, url: str, branch: str) -> Path:
+def sync_repository(git: Git, path: Path, url: str, branch: str) -> Path:
     """A checkout of ``branch`` at ``path``: cloned the first time, fetched after."""
     if (path / ".git").is_dir():
         git(path, "fetch", "--quiet", "origin", branch)
@@ -100,15 +110,15 @@ def sync_repository(path: Path, url: str, branch: str) -> Path:
     return path
 
 
-def analyze_full(checkout: Path, head: str) -> Analysis:
+def analyze_full(git: Git, checkout: Path, head: str) -> Analysis:
     files = git(checkout, "ls-files", "-z").split("\0")
     languages: dict[str, Counter] = {}
     for name in filter(None, files):
         _count(checkout / name, name, languages, +1)
-    return _analysis(checkout, head, None, True, languages, None)
+    return _analysis(git, checkout, head, None, True, languages, None)
 
 
-def analyze_changes(checkout: Path, previous: dict[str, Any], head: str) -> Analysis:
+def analyze_changes(git: Git, checkout: Path, previous: dict[str, Any], head: str) -> Analysis:
     base = previous["commit_sha"]
     languages = {lang: Counter(counts) for lang, counts in previous["languages"].items()}
     changed = [n for n in git(checkout, "diff", "--name-only", "-z", base, head).split("\0") if n]
@@ -118,20 +128,25 @@ def analyze_changes(checkout: Path, previous: dict[str, Any], head: str) -> Anal
             _tally(name, old, languages, -1)
         if (checkout / name).is_file():
             _count(checkout / name, name, languages, +1)
-    return _analysis(checkout, head, base, False, languages, changed)
+    return _analysis(git, checkout, head, base, False, languages, changed)
 
 
-def git(cwd: Path, *args: str) -> str:
-    """Run git; return its output. Raises GitError with git's message."""
-    from settings import settings
+@dataclass(frozen=True)
+class Git:
+    """The git command line, each call bounded by ``timeout`` seconds."""
 
-    # Never wait for a password prompt nobody will answer.
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    result: CommandResult = run_command(["git", *args], cwd=cwd, env=env,
-                                        timeout=settings.git_timeout.total_seconds())
-    if result.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
-    return result.stdout
+    timeout: float
+
+    def __call__(self, cwd: Path, *args: str) -> str:
+        """Run git; return its output. Raises GitError with git's message."""
+        # Never wait for a password prompt nobody will answer.
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        result: CommandResult = run_command(["git", *args], cwd=cwd, env=env,
+                                            timeout=self.timeout)
+        if result.returncode != 0:
+            raise GitError(
+                f"git {args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+        return result.stdout
 
 
 def _has_commit(checkout: Path, sha: str) -> bool:
@@ -161,7 +176,7 @@ def _tally(name: str, text: str, languages: dict[str, Counter], sign: int) -> No
     counts["lines"] += sign * text.count("\n")
 
 
-def _analysis(checkout: Path, head: str, base: str | None, full: bool,
+def _analysis(git: Git, checkout: Path, head: str, base: str | None, full: bool,
               languages: dict[str, Counter], changed: list[str] | None) -> Analysis:
     top = sorted(filter(None, git(checkout, "ls-tree", "--name-only", "HEAD").splitlines()))
     manifests = sorted(n for n in top if n in MANIFESTS)
@@ -177,8 +192,6 @@ def _analysis(checkout: Path, head: str, base: str | None, full: bool,
 def guess_test_command(checkout: Path, manifests: list[str]) -> str | None:
     """The command a developer of this repository most likely runs its tests with."""
     if "package.json" in manifests:
-        import json
-
         try:
             scripts = json.loads((checkout / "package.json").read_text()).get("scripts", {})
         except (OSError, ValueError):

@@ -1,11 +1,11 @@
 """One e-mail out over SMTP, encrypted and verified unless a deployment says otherwise.
 
 ``smtps://`` connects with TLS; ``smtp://`` upgrades with STARTTLS. Both verify
-the server's certificate and host name against the system's CAs (or
-``ca_file``). With ``tls="required"`` (the default) a server that offers no
-STARTTLS is refused; with ``"optional"`` the mail goes in clear to such a server
-(a local catcher such as mailpit), but a password never does: AUTH is only
-ever sent over TLS.
+the server's certificate and host name against the system's CAs (or the
+config's ``ca_file``). With ``tls="required"`` (the default) a server that
+offers no STARTTLS is refused; with ``"optional"`` the mail goes in clear to
+such a server (a local catcher such as mailpit), but a password never does:
+AUTH is only ever sent over TLS.
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
-from pathlib import Path
-from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+from .config import Mail
 from .errors import PermanentError
-
-TlsPolicy = Literal["required", "optional"]
 
 
 class InsecureTransport(PermanentError):
@@ -30,8 +27,7 @@ class InsecureTransport(PermanentError):
 
 
 @dataclass(frozen=True)
-class Mail:
-    sender: str
+class Email:
     recipient: str
     subject: str
     body: str
@@ -39,15 +35,8 @@ class Mail:
     dedupe_key: str
 
 
-def send_mail(
-    url: str,
-    mail: Mail,
-    *,
-    tls: TlsPolicy = "required",
-    ca_file: Path | None = None,
-    timeout: float = 30,
-) -> None:
-    """Send ``mail`` through the SMTP server at ``url``.
+def send_mail(config: Mail, email: Email, *, timeout: float = 30) -> None:
+    """Send ``email`` from ``config.sender`` through the SMTP server at ``config.smtp_url``.
 
     Raises:
         InsecureTransport: TLS is required (or a password is to be sent) and the
@@ -55,13 +44,15 @@ def send_mail(
         smtplib.SMTPException, OSError, ssl.SSLError: from the server or network,
             including a certificate that does not verify.
     """
-    parts = urlsplit(url)
+    if config.smtp_url is None:
+        raise InsecureTransport("no SMTP server is configured (JOBS_SMTP_URL)")
+    parts = urlsplit(config.smtp_url.get_secret_value())
     if parts.scheme not in ("smtp", "smtps"):
         raise InsecureTransport(
             f"JOBS_SMTP_URL must start with smtp:// or smtps://, not {parts.scheme}://")
     host = parts.hostname or "localhost"
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    message = _message(mail)
+    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    message = _message(config.sender, email)
     if parts.scheme == "smtps":
         client: smtplib.SMTP = smtplib.SMTP_SSL(
             host, parts.port or 465, timeout=timeout, context=context)
@@ -74,7 +65,7 @@ def send_mail(
             smtp.starttls(context=context)
             smtp.ehlo()
             encrypted = True
-        if not encrypted and (tls == "required" or parts.username):
+        if not encrypted and (config.tls == "required" or parts.username):
             raise InsecureTransport(
                 f"the SMTP server {host} offers no STARTTLS; "
                 + ("a password is never sent in clear" if parts.username
@@ -86,10 +77,10 @@ def send_mail(
         smtp.send_message(message)
 
 
-def _message(mail: Mail) -> EmailMessage:
+def _message(sender: str, email: Email) -> EmailMessage:
     message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = mail.sender, mail.recipient, mail.subject
-    digest = hashlib.sha256(mail.dedupe_key.encode()).hexdigest()[:32]
+    message["From"], message["To"], message["Subject"] = sender, email.recipient, email.subject
+    digest = hashlib.sha256(email.dedupe_key.encode()).hexdigest()[:32]
     message["Message-ID"] = make_msgid(idstring=digest, domain="pts-jobs")
-    message.set_content(mail.body)
+    message.set_content(email.body)
     return message

@@ -12,16 +12,39 @@ from __future__ import annotations
 
 import logging
 import string
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import db
-from .mail import Mail, send_mail
+from .config import Mail
+from .db import Database
+from .mail import Email, send_mail
 
 logger = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
 TYPES = ("bug_received", "fix_started", "pr_created", "fix_failed")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A notification to send: the send-notification job's payload."""
+
+    type: str
+    bug_report_id: str
+    recipient_email: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def notice_for(type_: str, report: Mapping[str, Any], **data: Any) -> Notice | None:
+    """Notification ``type_`` for the reporter of ``report`` (a bug_reports row).
+
+    None when the report has no reporter address: nobody to tell.
+    """
+    recipient = report.get("reporter_email")
+    if not recipient:
+        return None
+    return Notice(type_, str(report["id"]), recipient, data)
 
 
 @dataclass(frozen=True)
@@ -52,37 +75,31 @@ class _Blank(dict):
         return ""
 
 
-def deliver(type_: str, bug_report_id: str, recipient: str, data: dict[str, Any]) -> str:
+def deliver(db: Database, mail: Mail, notice: Notice) -> str:
     """Send (or record) the notification unless it already went out.
 
     Returns ``"sent"``, ``"recorded"`` (no SMTP configured) or ``"already sent"``.
     Raises whatever the SMTP server raised; the job's retry sends it then.
     """
-    from settings import settings
-
-    key = dedupe_key(type_, bug_report_id, data)
-    with db.transaction() as cur:
-        params = {"dedupe_key": key, "type": type_, "bug_report_id": bug_report_id,
-                  "recipient_email": recipient}
-        cur.execute(db.query("notification_hold"), params)
-        cur.execute(db.query("notification_lock"), params)
-        row = cur.fetchone()
+    key = dedupe_key(notice.type, notice.bug_report_id, notice.data)
+    with db.transaction() as tx:
+        params = {"dedupe_key": key, "type": notice.type, "bug_report_id": notice.bug_report_id,
+                  "recipient_email": notice.recipient_email}
+        tx.execute("notification_hold", **params)
+        row = tx.one("notification_lock", **params)
+        assert row is not None  # notification_hold made it
         if row["status"] in ("sent", "recorded"):
             logger.info("notification %s already %s", key, row["status"])
             return "already sent"
-        cur.execute(db.query("bug_report_get"), {"id": bug_report_id})
-        report = cur.fetchone() or {}
-        rendered = render(type_, {"title": report.get("title") or "your report",
-                                  "bug_report_id": bug_report_id, **data})
+        report = tx.one("bug_report_get", id=notice.bug_report_id) or {}
+        rendered = render(notice.type, {"title": report.get("title") or "your report",
+                                        "bug_report_id": notice.bug_report_id, **notice.data})
         status = "recorded"
-        if settings.smtp_url is not None:
-            mail = Mail(sender=settings.mail_from, recipient=recipient,
-                        subject=rendered.subject, body=rendered.body, dedupe_key=key)
-            send_mail(settings.smtp_url.get_secret_value(), mail,
-                      tls=settings.smtp_tls, ca_file=settings.smtp_ca_file)
+        if mail.smtp_url is not None:
+            email = Email(recipient=notice.recipient_email, subject=rendered.subject,
+                          body=rendered.body, dedupe_key=key)
+            send_mail(mail, email)
             status = "sent"
-        cur.execute(db.query("notification_done"), {
-            "dedupe_key": key, "status": status, "subject": rendered.subject,
-            "body": rendered.body,
-        })
+        tx.execute("notification_done", dedupe_key=key, status=status,
+                   subject=rendered.subject, body=rendered.body)
     return status

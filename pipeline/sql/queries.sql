@@ -91,9 +91,6 @@ INSERT INTO {schema}.fix_jobs (bug_report_id, repo_link_id, codebase_knowledge_i
 VALUES (%(bug_report_id)s, %(repo_link_id)s, %(codebase_knowledge_id)s)
 RETURNING id;
 
--- fix_job_lock --
-SELECT * FROM {schema}.fix_jobs WHERE id = %(id)s FOR UPDATE;
-
 -- fix_job_get --
 SELECT * FROM {schema}.fix_jobs WHERE id = %(id)s;
 

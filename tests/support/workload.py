@@ -1,0 +1,125 @@
+"""Actors used only by tests, on queues of their own, with short policies.
+
+Each run writes a row to ``test_runs`` so tests (and workers in other
+processes) can see exactly what ran, when, and where. Importable by a
+``dramatiq tests.support.workload`` subprocess: it reads everything from settings.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+
+from psycopg2 import sql
+
+from actors.base import Payload, PermanentError, job
+from broker import broker
+from middleware.periodic import cron
+from pipeline.commands import run_command
+from settings import JobPolicy, Priority
+
+
+class Probe(Payload):
+    key: str
+    failures: int = 0
+    seconds: float = 0.0
+
+
+def policy(queue: str, **overrides) -> JobPolicy:
+    values = dict(
+        queue=queue, max_retries=3, first_retry_after=timedelta(seconds=0.2),
+        backoff="exponential", time_limit=timedelta(seconds=30), concurrency=8,
+    )
+    return JobPolicy(**{**values, **overrides})
+
+
+def record(key: str, note: str = "") -> int:
+    """Store one run of ``key``; returns how many runs it has now."""
+    with broker.pool.connection(5) as conn, conn, conn.cursor() as cur:
+        table = sql.Identifier(broker.schema, "test_runs")
+        cur.execute(sql.SQL("INSERT INTO {} (key, note, pid) VALUES (%s, %s, %s)").format(table),
+                    (key, note, os.getpid()))
+        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE key = %s AND note = %s").format(table),
+                    (key, note))
+        return cur.fetchone()[0]
+
+
+@job("probe_record", Probe, policy=policy("probe-record"), store_results=True)
+def probe_record(payload: Probe) -> str:
+    record(payload.key)
+    return payload.key.upper()
+
+
+@job("probe_flaky", Probe, policy=policy("probe-flaky"))
+def probe_flaky(payload: Probe) -> None:
+    runs = record(payload.key)
+    if runs <= payload.failures:
+        raise RuntimeError(f"flaky failure {runs} of {payload.failures}")
+
+
+@job("probe_fails", Probe, policy=policy("probe-fails", max_retries=2))
+def probe_fails(payload: Probe) -> None:
+    record(payload.key)
+    raise RuntimeError(f"always fails: {payload.key}")
+
+
+@job("probe_permanent", Probe, policy=policy("probe-permanent"))
+def probe_permanent(payload: Probe) -> None:
+    record(payload.key)
+    raise PermanentError("this input can never work")
+
+
+@job("probe_busy", Probe, policy=policy("probe-busy", max_retries=0,
+                                       time_limit=timedelta(seconds=1)))
+def probe_busy(payload: Probe) -> None:
+    record(payload.key, "start")
+    deadline = time.monotonic() + payload.seconds
+    while time.monotonic() < deadline:  # pure Python: TimeLimit can interrupt it
+        pass
+    record(payload.key, "end")
+
+
+@job("probe_child", Probe, policy=policy("probe-child", max_retries=0,
+                                        time_limit=timedelta(seconds=1)))
+def probe_child(payload: Probe) -> None:
+    record(payload.key, "start")
+    # A shell whose own child sleeps: both must die with the job.
+    run_command(["sh", "-c", f"sleep {payload.seconds} & echo $! ; wait"])
+    record(payload.key, "end")
+
+
+@job("probe_sleep", Probe, policy=policy("probe-sleep", concurrency=2))
+def probe_sleep(payload: Probe) -> None:
+    record(payload.key, "start")
+    time.sleep(payload.seconds)
+    record(payload.key, "end")
+
+
+# Two job types sharing one queue, to see priority order within a queue.
+@job("probe_low", Probe, policy=policy("probe-priority", priority=Priority.LOW))
+def probe_low(payload: Probe) -> None:
+    record(payload.key)
+
+
+@job("probe_high", Probe, policy=policy("probe-priority", priority=Priority.HIGH))
+def probe_high(payload: Probe) -> None:
+    record(payload.key)
+
+
+class Tick(Payload):
+    fail_first: bool = False
+
+
+@job("probe_tick", Tick, policy=policy("probe-tick"), periodic=cron("* * * * *"))
+def probe_tick(payload: Tick) -> None:
+    runs = record("tick")
+    if payload.fail_first and runs == 1:
+        raise RuntimeError("first tick fails")
+
+
+@job("probe_solo", Probe, policy=policy("probe-solo", concurrency=1))
+def probe_solo(payload: Probe) -> None:
+    record(payload.key, "start")
+    time.sleep(payload.seconds)
+    record(payload.key, "end")
