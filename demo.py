@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     started = time.monotonic()
+    # The demo's sample repository is a local path: allow file links for this
+    # run (and its worker) only. Deployments keep the default, https.
+    os.environ.setdefault("JOBS_GIT_PROTOCOLS", "https,file")
     from embedded import database_url
     from pgbroker.redact import redact
     from settings import settings
@@ -98,7 +101,7 @@ def run_demo(*, once: bool, worker: subprocess.Popen) -> int:
         print(f"refused   {refused}")
 
     repo = sample_repository()
-    link = link_repository(db, str(repo))
+    link = link_repository(db, runtime.current().pipeline, str(repo))
     bug = receive(raw_text=SAMPLE_REPORT, reporter_email="reporter@example.com",
                   repo_link_id=link)
     steps = [

@@ -36,7 +36,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "JOBS_"
 ENV_NESTED_DELIMITER = "__"
@@ -53,6 +53,19 @@ def _seconds_from_env(value: Any) -> Any:
 
 
 PositiveSeconds = Annotated[timedelta, BeforeValidator(_seconds_from_env), Field(gt=timedelta(0))]
+
+
+def _comma_separated(value: Any) -> Any:
+    # "https,ssh" from the environment; lists and sets pass through.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+GitProtocols = Annotated[
+    frozenset[Literal["https", "ssh", "file"]], NoDecode, BeforeValidator(_comma_separated)
+]
+Bytes = Annotated[int, Field(ge=1024)]
 
 
 class Priority(enum.IntEnum):
@@ -229,6 +242,15 @@ class Settings(BaseSettings):
     pipeline_schema: SchemaName = "pipeline"
     workspace_dir: Path = Path(".workspace")
     git_timeout: PositiveSeconds = timedelta(minutes=5)
+    # Protocols a repository link may use, comma-separated. "file" (local paths
+    # and file:// URLs) lets a link read any repository on the worker's disk:
+    # for tests and local mirrors only.
+    git_protocols: GitProtocols = frozenset({"https"})
+    # What one analysis reads at most: per file, in all; and the largest
+    # repository (packed objects) the cache keeps.
+    analysis_max_file_bytes: Bytes = 1024 * 1024
+    analysis_max_read_bytes: Bytes = 256 * 1024 * 1024
+    repository_max_bytes: Bytes = 2 * 1024 * 1024 * 1024
     # The command execute-fix runs inside the sandbox (the later phases' agent).
     # Unset: the fix fails with "no fixer configured".
     fixer_command: str | None = None

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, AnyStr, Generic, Literal, overload
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
@@ -46,19 +47,36 @@ def seconds_left() -> float | None:
 
 
 @dataclass(frozen=True)
-class CommandResult:
+class CommandResult(Generic[AnyStr]):
+    """Exit code and output: ``str`` by default, ``bytes`` with ``text=False``."""
+
     args: Sequence[str]
     returncode: int
-    stdout: str
-    stderr: str
+    stdout: AnyStr
+    stderr: AnyStr
 
 
 class CommandTimeout(TimeoutError):
     """The command outlived its timeout; its whole process group was killed."""
 
-    def __init__(self, args: Sequence[str], timeout: float, stdout: str, stderr: str) -> None:
+    def __init__(self, args: Sequence[str], timeout: float, stdout: str | bytes,
+                 stderr: str | bytes) -> None:
         super().__init__(f"{args[0]} killed after {timeout:.1f}s")
         self.stdout, self.stderr = stdout, stderr
+
+
+@overload
+def run_command(
+    args: Sequence[str], *, cwd: Path | str | None = ..., env: Mapping[str, str] | None = ...,
+    timeout: float | None = ..., text: Literal[True] = ...,
+) -> CommandResult[str]: ...
+
+
+@overload
+def run_command(
+    args: Sequence[str], *, cwd: Path | str | None = ..., env: Mapping[str, str] | None = ...,
+    timeout: float | None = ..., text: Literal[False],
+) -> CommandResult[bytes]: ...
 
 
 def run_command(
@@ -67,8 +85,9 @@ def run_command(
     cwd: Path | str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
-) -> CommandResult:
-    """Run ``args`` and return its exit code and output.
+    text: bool = True,
+) -> CommandResult[Any]:
+    """Run ``args`` and return its exit code and output (bytes if not ``text``).
 
     ``timeout`` defaults to what remains of the running job's time limit (no
     limit outside a job). Any exception while waiting, the job's own time limit
@@ -83,7 +102,7 @@ def run_command(
         timeout = seconds_left()
     proc = subprocess.Popen(
         list(args), cwd=cwd, env=None if env is None else dict(env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text,
         start_new_session=True,  # its own process group, killed as one
     )
     waited = 0.0
@@ -107,9 +126,9 @@ def run_command(
         raise
 
 
-def _kill_group(proc: subprocess.Popen) -> tuple[str, str]:
+def _kill_group(proc: subprocess.Popen) -> tuple[Any, Any]:
     """SIGTERM the group, then SIGKILL whatever is left after the grace period."""
-    output: tuple[str, str] | None = None
+    output: tuple[Any, Any] | None = None
     _signal_group(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         output = proc.communicate(timeout=TERMINATE_GRACE)
@@ -119,8 +138,9 @@ def _kill_group(proc: subprocess.Popen) -> tuple[str, str]:
             output = proc.communicate(timeout=TERMINATE_GRACE)
         except subprocess.TimeoutExpired:  # a process that left the group holds the pipe
             proc.kill()
-    stdout, stderr = output or ("", "")
-    return stdout or "", stderr or ""
+    empty = "" if proc.text_mode else b""  # type: ignore[attr-defined]  # set by Popen
+    stdout, stderr = output or (empty, empty)
+    return stdout or empty, stderr or empty
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import SecretStr
 
+from .git import Git
+
 if TYPE_CHECKING:  # the type only: importing settings reads the environment
     from settings import Settings
 
@@ -31,11 +33,23 @@ class Mail:
 
 
 @dataclass(frozen=True)
+class ReadLimits:
+    """How much of a repository the worker reads (bytes)."""
+
+    max_file_bytes: int = 1024 * 1024
+    max_read_bytes: int = 256 * 1024 * 1024
+    max_repository_bytes: int = 2 * 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     # Repository clones (``repos/``) and fix sandboxes (``sandboxes/``).
     workspace_dir: Path
     # The longest one git command may run, in seconds.
     git_timeout: float
+    # Protocols a repository link may use ("https", "ssh", "file").
+    git_protocols: frozenset[str]
+    read_limits: ReadLimits
     # The command execute-fix runs in the sandbox; None fails the fix ("no fixer").
     fixer_command: str | None
     # Seconds between a running fix job's heartbeats.
@@ -47,11 +61,22 @@ class PipelineConfig:
         return cls(
             workspace_dir=settings.workspace_dir,
             git_timeout=settings.git_timeout.total_seconds(),
+            git_protocols=frozenset(settings.git_protocols),
+            read_limits=ReadLimits(
+                max_file_bytes=settings.analysis_max_file_bytes,
+                max_read_bytes=settings.analysis_max_read_bytes,
+                max_repository_bytes=settings.repository_max_bytes,
+            ),
             fixer_command=settings.fixer_command,
             heartbeat_interval=settings.heartbeat_interval.total_seconds(),
             mail=Mail(smtp_url=settings.smtp_url, sender=settings.mail_from,
                       tls=settings.smtp_tls, ca_file=settings.smtp_ca_file),
         )
+
+    @property
+    def git(self) -> Git:
+        """The worker's hardened git, per this configuration."""
+        return Git(self.git_timeout, self.git_protocols)
 
     @property
     def repos_dir(self) -> Path:

@@ -30,11 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .codebase import Git, sync_repository
+from . import repository
+from .codebase import cache_path
 from .commands import run_command
 from .config import PipelineConfig
 from .db import Database, Row, Transaction
 from .errors import MissingRecord
+from .git import Git
 from .notifications import Notice, notice_for
 
 logger = logging.getLogger(__name__)
@@ -124,13 +126,14 @@ def run_attempt(db: Database, config: PipelineConfig, attempt: Attempt) -> Fixed
     fix_job_id, knowledge = attempt.fix_job_id, attempt.knowledge
     step = _StepLog(db, fix_job_id, attempt.number)
     heartbeat = _Heartbeat(db, fix_job_id, config.heartbeat_interval)
-    git = Git(config.git_timeout)
+    git = config.git
     logs = ""
     try:
         step("preparing", f"sandbox {attempt.sandbox} at {knowledge['commit_sha'][:12]}")
         # This worker may not have analysed the repository: fetch it if needed.
-        cache = sync_repository(git, config.repos_dir / str(attempt.link["id"]),
-                                attempt.link["url"], attempt.link["branch"])
+        cache = cache_path(config, str(attempt.link["id"]))
+        repository.sync(git, cache, attempt.link["url"], attempt.link["branch"],
+                        config.read_limits)
         checkout = prepare_sandbox(git, config, attempt.sandbox, cache, knowledge["commit_sha"])
         db.execute("fix_job_running", id=fix_job_id)
         heartbeat.start()
@@ -183,8 +186,10 @@ def prepare_sandbox(git: Git, config: PipelineConfig, sandbox: Path, cache: Path
     remove_sandbox(config, sandbox)
     sandbox.mkdir(parents=True)
     checkout = sandbox / "checkout"
-    git(sandbox, "clone", "--quiet", "--shared", "--no-checkout", str(cache), str(checkout))
-    git(checkout, "checkout", "--quiet", "--detach", commit)
+    local = git.local()
+    local.run(sandbox, "clone", "--quiet", "--shared", "--no-checkout", "--", str(cache),
+              str(checkout))
+    local.run(checkout, "checkout", "--quiet", "--detach", commit)
     return checkout
 
 
@@ -236,8 +241,9 @@ def run_fixer(sandbox: Path, checkout: Path, command: str | None, fix_job_id: st
 
 def diff(git: Git, checkout: Path, commit: str) -> str:
     """Everything the fixer changed, new files included, as one patch."""
-    git(checkout, "add", "--all")
-    return git(checkout, "diff", "--cached", commit)
+    git.run(checkout, "add", "--all")
+    patch = git.run(checkout, "diff", "--cached", "--no-ext-diff", "--no-textconv", commit)
+    return patch.decode("utf-8", errors="replace")
 
 
 def _load(db: Database, fix_job_id: str) -> tuple[Row, Row, Row, Row]:

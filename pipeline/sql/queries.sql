@@ -70,10 +70,10 @@ SELECT * FROM {schema}.codebase_knowledge WHERE id = %(id)s;
 -- One row per analysed commit; analysing the same commit again refreshes it.
 INSERT INTO {schema}.codebase_knowledge
     (repo_link_id, commit_sha, base_commit_sha, full_analysis, triggered_by, languages,
-     manifests, test_command, layout, changed_files)
+     manifests, test_command, layout, changed_files, skipped)
 VALUES (%(repo_link_id)s, %(commit_sha)s, %(base_commit_sha)s, %(full_analysis)s,
         %(triggered_by)s, %(languages)s, %(manifests)s, %(test_command)s, %(layout)s,
-        %(changed_files)s)
+        %(changed_files)s, %(skipped)s)
 ON CONFLICT (repo_link_id, commit_sha) DO UPDATE
 SET base_commit_sha = EXCLUDED.base_commit_sha,
     full_analysis = EXCLUDED.full_analysis,
@@ -83,6 +83,7 @@ SET base_commit_sha = EXCLUDED.base_commit_sha,
     test_command = EXCLUDED.test_command,
     layout = EXCLUDED.layout,
     changed_files = EXCLUDED.changed_files,
+    skipped = EXCLUDED.skipped,
     analyzed_at = now()
 RETURNING id;
 

@@ -178,9 +178,31 @@ def test_an_unreachable_repository_fails_with_gits_own_words(worker, tmp_path):
 
     job = job_in(message.message_id, "dead", timeout=20)
 
-    assert job.last_error.startswith("GitError: git clone failed:")
-    assert "does not exist" in job.last_error
+    assert job.last_error.startswith("GitError: git fetch failed:")
+    assert "does not appear to be a git repository" in job.last_error
     assert rows("SELECT * FROM {schema}.codebase_knowledge") == []
+
+
+@pytest.mark.parametrize("url, branch", [
+    ("{repo}", "--upload-pack=touch${{IFS}}{marker};git-upload-pack"),
+    ("--upload-pack=touch {marker}", "main"),
+    ("ext::sh -c touch% {marker}", "main"),
+])
+def test_a_link_row_written_by_another_producer_with_an_option_runs_nothing(
+    worker, tmp_path, url, branch
+):
+    # The row skips link_repository's checks, as a row written by SQL would.
+    marker = tmp_path / "PWNED"
+    repo = make_repo(tmp_path / "repo")
+    (link,) = rows("INSERT INTO {schema}.repo_links (url, branch) VALUES (%s, %s) RETURNING id",
+                   url.format(repo=repo, marker=marker), branch.format(marker=marker))
+    message = analyze_codebase.send(repo_link_id=str(link["id"]))
+
+    job = job_in(message.message_id, "dead", timeout=20)
+
+    assert job.last_error.startswith("UnsafeRepository:")
+    assert job.attempts == 1  # refused for good, not retried
+    assert not marker.exists()
 
 
 # execute-fix and cleanup-container

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from actors import runtime
 from pipeline import bug_reports, fixes
 from pipeline.codebase import link_repository
 from pipeline.errors import MissingRecord
@@ -27,7 +28,7 @@ def test_a_second_report_of_the_same_crash_is_linked_to_the_first(rollback_db):
 
 
 def test_a_fix_job_needs_a_report_with_an_analysed_repository(rollback_db):
-    link = link_repository(rollback_db, "/nowhere")
+    link = link_repository(rollback_db, runtime.current().pipeline, "/nowhere")
     bug = bug_reports.receive(rollback_db, raw_text=CRASH, repo_link_id=link)
 
     with pytest.raises(MissingRecord, match="never analysed"), rollback_db.transaction() as tx:

@@ -36,6 +36,8 @@ TEST_ENV = {
     "JOBS_SCHEMA_NAME": SCHEMA,
     "JOBS_PIPELINE_SCHEMA": PIPELINE_SCHEMA,
     "JOBS_WORKSPACE_DIR": str(WORKSPACE),
+    # Test repositories are local paths; deployments allow https only.
+    "JOBS_GIT_PROTOCOLS": "https,file",
     # Fast liveness so rescue tests take seconds, not minutes.
     "JOBS_HEARTBEAT_INTERVAL": "0.5",
     "JOBS_LEASE_TIMEOUT": "2",

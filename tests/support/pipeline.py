@@ -46,7 +46,7 @@ def fixer(name: str) -> str:
 
 
 def link_repo(url: str, branch: str = "main") -> str:
-    return link_repository(runtime.current().db, url, branch)
+    return link_repository(runtime.current().db, runtime.current().pipeline, url, branch)
 
 
 def new_fix_job(bug_report_id: str, repo_link_id: str, knowledge_id: str) -> str:

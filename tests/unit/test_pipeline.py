@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from pipeline import bug_reports
-from pipeline.codebase import Git, analyze_full
-from pipeline.config import Mail, PipelineConfig
+from pipeline.codebase import analyze_full
+from pipeline.config import Mail, PipelineConfig, ReadLimits
 from pipeline.errors import MissingRecord, PermanentError
 from pipeline.fixes import FixFailed, remove_sandbox, run_fixer, sandbox_path
+from pipeline.git import Git
 from pipeline.notifications import Notice
 from tests.support.pipeline import fixer, make_repo
 
@@ -46,6 +47,7 @@ def report(**fields: Any) -> dict[str, Any]:
 
 def config(workspace: Path, **changes: Any) -> PipelineConfig:
     values: dict[str, Any] = dict(workspace_dir=workspace, git_timeout=30, fixer_command=None,
+                                  git_protocols=frozenset({"file"}), read_limits=ReadLimits(),
                                   heartbeat_interval=1, mail=Mail(None, "jobs@example.com"))
     return PipelineConfig(**{**values, **changes})
 
@@ -105,8 +107,9 @@ def test_a_sandbox_is_removed_once_and_a_path_outside_the_workspace_never(tmp_pa
 def test_a_full_analysis_counts_languages_and_guesses_the_test_command(tmp_path):
     repo = make_repo(tmp_path / "repo")
     git = Git(timeout=30)
+    head = git.run(repo, "rev-parse", "HEAD").decode().strip()
 
-    analysis = analyze_full(git, repo, git(repo, "rev-parse", "HEAD").strip())
+    analysis = analyze_full(git, repo, head, ReadLimits())
 
     assert analysis.languages == {"Markdown": {"files": 1, "lines": 1},
                                   "Python": {"files": 2, "lines": 7}}
