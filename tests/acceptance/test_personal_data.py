@@ -76,6 +76,7 @@ def test_a_failing_notification_leaves_the_address_out_of_logs_alerts_and_api(
                           what="the admin API")
     finally:
         hook.shutdown()
+        hook.server_close()
         smtp.stop()
 
     assert "SMTPRecipientsRefused" in (dead.last_error or "")  # the job itself keeps it
