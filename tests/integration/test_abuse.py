@@ -7,7 +7,6 @@ import uuid
 
 import psycopg2
 import pytest
-from psycopg2 import sql
 
 from pgbroker import InvalidMessage, PostgresBroker
 from tests.support import job_in
@@ -58,18 +57,14 @@ def test_a_row_set_to_running_by_hand_without_a_lease_is_rescued_and_run(worker)
     assert job.rescues == 1
 
 
-def test_a_schema_name_that_needs_quoting_works_end_to_end(broker):
-    schema = f'pts "odd"; schema {uuid.uuid4().hex[:4]}'
-    odd = PostgresBroker(url=DATABASE_URL, schema=schema)
-    try:
-        odd.enqueue(probe_record.message(key="quoted"))
-        ((message_id, text),) = odd.claim("probe-record", 10)
-        assert '"quoted"' in text
-        odd.execute("ack", message_id=message_id, owner=odd.owner)
-        assert odd.fetch("job_by_id", message_id=message_id)[0][3] == "done"
-    finally:
-        odd.close()
+def test_a_schema_name_that_is_no_plain_identifier_is_refused_before_any_sql(broker):
+    # Quoting alone is not enough: the name also stands inside the dollar-quoted
+    # bodies of the migrations, where "$$" would end them early.
+    for schema in (f'pts "odd"; schema {uuid.uuid4().hex[:4]}', "pts$$odd"):
+        with pytest.raises(ValueError, match="letters, digits and underscores"):
+            PostgresBroker(url=DATABASE_URL, schema=schema)
         with psycopg2.connect(DATABASE_URL) as conn, conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+            cur.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
+            assert cur.fetchone() == (0,)
 
 
