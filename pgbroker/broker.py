@@ -33,11 +33,13 @@ import psycopg2
 from dramatiq.broker import MessageProxy
 from dramatiq.errors import ConnectionError
 from dramatiq.message import Message
+from dramatiq.middleware import SkipMessage
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from . import migrations
+from .cancel import Running
 from .consumer import PostgresConsumer
 from .db import DISCONNECTS, Pool, transaction
 from .errors import EnqueueError, EnqueueTimeout, InvalidMessage
@@ -111,11 +113,13 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
 
         self.listener = Listener(url)
         self.inflight = Inflight(on_release=self._wake_queue)
+        self.running = Running()
         self.leases = LeaseKeeper(
             interval=heartbeat_interval,
             renew=self.renew_leases,
             rescue=self.rescue_expired,
             inflight=self.inflight,
+            on_lost=self.stop_cancelled,
         )
         self.draining = False
         self._schema_lock = threading.Lock()
@@ -175,9 +179,19 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             # Stop claiming while running jobs finish.
             self.draining = True
             self.listener.wake_all()
+        if signal == "process_message" and not self.running.started(args[0]):
+            logger.warning("message %s was cancelled before it started", args[0].message_id)
+            raise SkipMessage()
+        if signal == "nack" and args[0].options.get("cancelled"):
+            # Cancelled by an operator: not a dead letter, so no middleware hears of it.
+            return
         super().emit_before(signal, *args, **kwargs)
 
     def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        if signal in ("process_message", "skip_message"):
+            self.running.finished(args[0])
+        if signal == "nack" and args[0].options.get("cancelled"):
+            return
         if signal == "worker_boot":
             try:
                 self.ensure_schema()
@@ -308,6 +322,9 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         return message.copy(message_id=job_id, options={"deduplicated": True})
 
     def _priority(self, message: Message) -> int:
+        # A producer may set one message's priority (the HTTP API does).
+        if isinstance(message.options.get("priority"), int):
+            return message.options["priority"]
         actor = self.actors.get(message.actor_name)
         return actor.priority if actor is not None else 0
 
@@ -430,6 +447,13 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             lease_seconds=self.lease_timeout,
         )
         return {message_id for (message_id,) in rows}
+
+    def stop_cancelled(self, lost: list[str]) -> None:
+        """Stop the jobs among ``lost`` (leases this worker could not renew)
+        that an operator cancelled."""
+        rows = self.fetch("jobs_cancelled_among", message_ids=lost)
+        if rows:
+            self.running.cancel([message_id for (message_id,) in rows])
 
     def rescue_expired(self) -> int:
         """Return lapsed leases' messages to their queues. Returns how many."""

@@ -1,4 +1,5 @@
-"""Look up jobs, list and replay dead letters, purge old ones.
+"""Look up jobs, list and replay dead letters, purge old ones; operators' actions
+(pause and resume a queue, cancel, run now, delete a job).
 
 A job's id is its Dramatiq message id (``actor.send(...).message_id``). Every
 function takes the broker to use, by default Dramatiq's global one.
@@ -16,9 +17,9 @@ import dramatiq
 from .broker import PostgresBroker
 from .errors import JobNotFound
 
-State = Literal["queued", "delayed", "running", "done", "dead"]
+State = Literal["queued", "delayed", "running", "done", "dead", "cancelled"]
 # The queue table keeps dramatiq-pg's names for the finished states.
-STORED_STATE = {"done": "done", "dead": "rejected"}
+STORED_STATE = {"done": "done", "dead": "rejected", "cancelled": "cancelled"}
 REPLAY_BATCH = 500
 PURGE_BATCH = 1000
 
@@ -31,7 +32,8 @@ class Job:
     queue_name: str
     actor_name: str
     # queued: waiting; delayed: waiting for its due time (a retry's backoff, or
-    # send_with_options(delay=...)); running; done; dead: rejected for good.
+    # send_with_options(delay=...)); running; done; dead: rejected for good;
+    # cancelled: stopped by an operator, never retried.
     state: State
     attempts: int
     retries: int
@@ -110,7 +112,7 @@ def replay(job_id: str, *, broker: PostgresBroker | None = None) -> None:
         JobNotFound: no dead job has this id.
     """
     rows = _broker(broker).fetch(
-        "dead_replay", message_id=_job_id(job_id), queue_name=None, limit=1
+        "dead_replay", message_id=_job_id(job_id), queue_name=None, last_error=None, limit=1
     )
     if not rows:
         raise JobNotFound(f"no dead job {job_id}")
@@ -119,16 +121,19 @@ def replay(job_id: str, *, broker: PostgresBroker | None = None) -> None:
 def replay_dead(
     queue_name: str | None = None,
     *,
+    last_error: str | None = None,
     broker: PostgresBroker | None = None,
     progress: Any = None,
 ) -> int:
-    """Replay every dead job of ``queue_name`` (all queues if None), in batches.
+    """Replay every dead job of ``queue_name`` (all queues if None) whose last
+    error is ``last_error`` (any if None), in batches.
 
     ``progress(n)`` is called after each batch. Returns how many were replayed.
     """
     return _in_batches(
         lambda: _broker(broker).fetch(
-            "dead_replay", message_id=None, queue_name=queue_name, limit=REPLAY_BATCH
+            "dead_replay", message_id=None, queue_name=queue_name, last_error=last_error,
+            limit=REPLAY_BATCH,
         ),
         REPLAY_BATCH,
         progress,
@@ -170,6 +175,101 @@ def queue_stats(
     if finished:
         rows += found.fetch("queue_stats_finished")
     return sorted(QueueStat(*row) for row in rows)
+
+
+@dataclass(frozen=True)
+class DeadGroup:
+    """Dead letters of one queue that died of the same error."""
+
+    queue_name: str
+    last_error: str | None
+    jobs: int
+    last_failed_at: datetime | None
+    latest_id: str
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A delivery of a job that did not succeed."""
+
+    attempt: int
+    worker: str | None
+    started_at: datetime | None
+    ended_at: datetime
+    # failed (retried at retry_at), dead, rescued (worker lost), cancelled.
+    outcome: str
+    error: str | None
+    traceback: str | None
+    retry_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Pause:
+    queue_name: str
+    paused_at: datetime
+    paused_by: str | None
+
+
+def dead_groups(*, limit: int = 50, broker: PostgresBroker | None = None) -> list[DeadGroup]:
+    """Dead letters grouped by queue and last error, largest group first."""
+    return [DeadGroup(*row) for row in _broker(broker).fetch("dead_groups", limit=limit)]
+
+
+def attempts(job_id: str, *, broker: PostgresBroker | None = None) -> list[Attempt]:
+    """The failed, rescued or cancelled deliveries of a job, oldest first."""
+    rows = _broker(broker).fetch("job_attempts", message_id=_job_id(job_id))
+    return [Attempt(*row) for row in rows]
+
+
+def pause_queue(queue_name: str, *, by: str, broker: PostgresBroker | None = None) -> bool:
+    """Stop every worker claiming ``queue_name``'s jobs (running ones finish).
+
+    Returns False if it was paused already.
+    """
+    return bool(_broker(broker).fetch("queue_pause", queue_name=queue_name, paused_by=by))
+
+
+def resume_queue(queue_name: str, *, broker: PostgresBroker | None = None) -> bool:
+    """Let workers claim ``queue_name`` again. Returns False if it was not paused."""
+    return bool(_broker(broker).fetch("queue_resume", queue_name=queue_name))
+
+
+def paused_queues(*, broker: PostgresBroker | None = None) -> list[Pause]:
+    return [Pause(*row) for row in _broker(broker).fetch("queue_pauses")]
+
+
+def cancel(job_id: str, *, by: str, broker: PostgresBroker | None = None) -> State:
+    """Cancel a queued, delayed or running job; returns the state it was in.
+
+    A running job is stopped by its worker at its next heartbeat.
+
+    Raises:
+        JobNotFound: no job with this id is queued, delayed or running.
+    """
+    rows = _broker(broker).fetch("job_cancel", message_id=_job_id(job_id), cancelled_by=by)
+    if not rows:
+        raise JobNotFound(f"no queued, delayed or running job {job_id}")
+    return rows[0][0]
+
+
+def run_now(job_id: str, *, broker: PostgresBroker | None = None) -> None:
+    """Make a delayed job due now.
+
+    Raises:
+        JobNotFound: no delayed job has this id.
+    """
+    if not _broker(broker).fetch("job_run_now", message_id=_job_id(job_id)):
+        raise JobNotFound(f"no delayed job {job_id}")
+
+
+def delete(job_id: str, *, broker: PostgresBroker | None = None) -> None:
+    """Delete a job and its history; a running job must be cancelled first.
+
+    Raises:
+        JobNotFound: no job with this id, or it is running.
+    """
+    if not _broker(broker).fetch("job_delete", message_id=_job_id(job_id)):
+        raise JobNotFound(f"no job {job_id} that is not running")
 
 
 def _in_batches(run_batch: Any, size: int, progress: Any) -> int:

@@ -64,8 +64,11 @@ class LeaseKeeper:
         renew: Callable[[list[str]], set[str]],
         rescue: Callable[[], int],
         inflight: Inflight,
+        on_lost: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.interval = interval
+        # Told of leases newly lost, once each (the broker stops cancelled jobs).
+        self._on_lost = on_lost
         self._renew = renew
         self._rescue = rescue
         self._inflight = inflight
@@ -98,6 +101,8 @@ class LeaseKeeper:
             # Said once per message: the job runs on here until it returns.
             newly_lost = [m for m in lost if m not in self._reported_lost]
             self._reported_lost = set(lost)
+            if newly_lost and self._on_lost is not None:
+                self._on_lost(newly_lost)
             if newly_lost:
                 logger.warning("lease lost for %d running messages (another worker may run "
                                "them too): %s", len(newly_lost), newly_lost[:5])

@@ -21,6 +21,8 @@ WITH enqueued AS (
         lease_owner = NULL,
         lease_expires_at = NULL,
         mtime = now()
+    -- A retry of a job an operator cancelled while it ran stays cancelled.
+    WHERE q."state" <> 'cancelled'
     RETURNING q.queue_name, q.available_at
 )
 -- One wake-up per queue with work due now; PostgreSQL also folds identical
@@ -86,6 +88,8 @@ WITH due AS (
     WHERE queue_name = %(queue_name)s
       AND "state" = 'queued'
       AND available_at <= now()
+      -- A paused queue is claimed by no one (one primary-key probe per claim).
+      AND NOT EXISTS (SELECT FROM {schema}.queue_pauses AS p WHERE p.queue_name = %(queue_name)s)
     ORDER BY priority, available_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -221,6 +225,7 @@ SELECT message_id::text,
            WHEN "state" = 'queued' THEN 'queued'
            WHEN "state" = 'consumed' THEN 'running'
            WHEN "state" = 'done' THEN 'done'
+           WHEN "state" = 'cancelled' THEN 'cancelled'
            ELSE 'dead'
        END AS state,
        attempts,
@@ -256,13 +261,15 @@ LIMIT %(limit)s;
 
 -- dead_replay --
 -- Send dead letters back to their queue as new: due now, attempts and dramatiq's
--- retry count reset. Filters: one id, or a queue (NULL for all), in batches.
+-- retry count reset. Filters: one id, or a queue (NULL for all), or an exact
+-- last error (NULL for any), in batches.
 WITH picked AS (
     SELECT message_id
     FROM {schema}."queue"
     WHERE "state" = 'rejected'
       AND (%(message_id)s::uuid IS NULL OR message_id = %(message_id)s::uuid)
       AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s)
+      AND (%(last_error)s::text IS NULL OR last_error = %(last_error)s)
     ORDER BY message_id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -336,14 +343,20 @@ WHERE "state" = 'consumed'
 GROUP BY 1;
 
 -- queue_stats_finished --
--- Done and dead jobs kept per queue: an index-only scan of queue_finished_count_idx.
+-- Done and dead jobs kept per queue: an index-only scan of queue_finished_count_idx;
+-- cancelled ones (few) from queue_state_enqueued_idx.
 SELECT queue_name,
        CASE WHEN "state" = 'done' THEN 'done' ELSE 'dead' END AS state,
        count(*) AS messages,
        0::float8 AS oldest_seconds
 FROM {schema}."queue"
 WHERE "state" IN ('done', 'rejected')
-GROUP BY 1, 2;
+GROUP BY 1, 2
+UNION ALL
+SELECT queue_name, 'cancelled', count(*), 0::float8
+FROM {schema}."queue"
+WHERE "state" = 'cancelled'
+GROUP BY 1;
 
 -- jobs_of_actor --
 -- Ids of one actor's jobs, oldest first (the demo and admin use it).
@@ -351,3 +364,95 @@ SELECT message_id::text
 FROM {schema}."queue"
 WHERE message ->> 'actor_name' = %(actor_name)s
 ORDER BY enqueued_at, message_id;
+
+-- queue_pause --
+-- Stop workers claiming a queue's jobs; running ones finish. Pausing twice keeps
+-- the first pause. Returns the queue if it was not paused before.
+INSERT INTO {schema}.queue_pauses (queue_name, paused_by)
+VALUES (%(queue_name)s, %(paused_by)s)
+ON CONFLICT (queue_name) DO NOTHING
+RETURNING queue_name;
+
+-- queue_resume --
+-- Let workers claim a paused queue again, and wake them at once.
+WITH resumed AS (
+    DELETE FROM {schema}.queue_pauses WHERE queue_name = %(queue_name)s
+    RETURNING queue_name
+)
+SELECT resumed.queue_name, pg_notify({channel_prefix} || resumed.queue_name, '')
+FROM resumed;
+
+-- queue_pauses --
+-- Every paused queue, with when and by whom.
+SELECT queue_name, paused_at, paused_by
+FROM {schema}.queue_pauses
+ORDER BY queue_name;
+
+-- job_cancel --
+-- Cancel a queued, delayed or running job; returns the state it was in. A
+-- running job's worker can no longer renew its lease, finds it cancelled at its
+-- next heartbeat and stops it; its ack, nack or retry then change nothing.
+WITH target AS (
+    SELECT message_id, "state" AS was
+    FROM {schema}."queue"
+    WHERE message_id = %(message_id)s AND "state" IN ('queued', 'consumed')
+    FOR UPDATE
+)
+UPDATE {schema}."queue" AS q
+SET "state" = 'cancelled',
+    cancelled_by = %(cancelled_by)s,
+    last_error = format('cancelled by %%s', %(cancelled_by)s::text),
+    finished_at = now(),
+    mtime = now(),
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM target
+WHERE q.message_id = target.message_id
+RETURNING CASE WHEN target.was = 'consumed' THEN 'running'
+               WHEN q.available_at > now() THEN 'delayed'
+               ELSE 'queued' END;
+
+-- jobs_cancelled_among --
+-- Which of these ids an operator cancelled (a worker's heartbeat asks, for the
+-- jobs whose lease it could not renew).
+SELECT message_id::text
+FROM {schema}."queue"
+WHERE message_id = ANY(%(message_ids)s::uuid[]) AND "state" = 'cancelled';
+
+-- job_run_now --
+-- Make a delayed job due now (its retry backoff or delay is skipped) and wake
+-- its queue's workers.
+WITH due AS (
+    UPDATE {schema}."queue"
+    SET available_at = now(), mtime = now()
+    WHERE message_id = %(message_id)s AND "state" = 'queued' AND available_at > now()
+    RETURNING queue_name
+)
+SELECT due.queue_name, pg_notify({channel_prefix} || due.queue_name, '')
+FROM due;
+
+-- job_delete --
+-- Delete a job that is not running (cancel a running one first).
+DELETE FROM {schema}."queue"
+WHERE message_id = %(message_id)s AND "state" <> 'consumed'
+RETURNING queue_name;
+
+-- dead_groups --
+-- Dead letters grouped by queue and exact last error, largest group first.
+SELECT queue_name,
+       last_error,
+       count(*) AS jobs,
+       max(finished_at) AS last_failed_at,
+       (array_agg(message_id::text ORDER BY finished_at DESC NULLS LAST))[1] AS latest_id
+FROM {schema}."queue"
+WHERE "state" = 'rejected'
+GROUP BY queue_name, last_error
+ORDER BY count(*) DESC, max(finished_at) DESC NULLS LAST
+LIMIT %(limit)s;
+
+-- job_attempts --
+-- A job's deliveries that did not succeed, oldest first (written by a trigger).
+SELECT attempt, worker, started_at, ended_at, outcome, error, traceback, retry_at
+FROM {schema}.job_attempts
+WHERE message_id = %(message_id)s
+ORDER BY id;
