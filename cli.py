@@ -9,6 +9,7 @@
     pts-jobs recover                       re-queue jobs whose worker's lease ran out
     pts-jobs health                        the database answers (container health check)
     pts-jobs scheduler [MODULE ...]        run the periodic scheduler (default: actors)
+    pts-jobs web [--host H] [--port P]     serve the dashboard and producer API
 
 ``--json`` prints machine-readable output. Exit codes: 0 success, 1 no such job,
 2 bad usage, 3 database unreachable or refusing.
@@ -92,6 +93,9 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("health", help="exit 0 if the database answers, 3 if not")
     schedule = commands.add_parser("scheduler", help="run the periodic scheduler")
     schedule.add_argument("modules", nargs="*", default=["actors"])
+    web = commands.add_parser("web", help="serve the dashboard and producer API")
+    web.add_argument("--host", help="default: JOBS_WEB_HOST (127.0.0.1)")
+    web.add_argument("--port", type=int, help="default: JOBS_WEB_PORT (8090)")
     return root
 
 
@@ -105,6 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return scheduler.main(args.modules)
+    if args.command == "web":
+        import logging
+
+        from web.server import main as serve
+
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return serve(args.host, args.port)
     import psycopg2
     from dramatiq.errors import ConnectionError as BrokerConnectionError
 

@@ -231,7 +231,23 @@ class Settings(BaseSettings):
     # Queue depth is read from PostgreSQL at most this often, however many scrapes.
     queue_stats_ttl: PositiveSeconds = timedelta(seconds=5)
     # Bearer token of GET /api/admin/job-queue; unset turns the endpoint off.
+    # The dashboard's login takes it too, with the right to act.
     admin_token: SecretStr | None = None
+
+    # The dashboard and producer API (``pts-jobs web``). 0.0.0.0 in containers;
+    # it refuses to listen beyond loopback unless a token is set.
+    web_host: str = "127.0.0.1"
+    web_port: Annotated[int, Field(ge=1, le=65535)] = 8090
+    # Logs in to the dashboard to look, never to act.
+    viewer_token: SecretStr | None = None
+    # Bearer token of producers (the portal) on POST /api/jobs/{job_type}.
+    api_token: SecretStr | None = None
+    # Signs session cookies. Unset: a random key per process, so sessions end
+    # when the server restarts; set it when several replicas serve one site.
+    web_session_secret: SecretStr | None = None
+    web_session_max_age: PositiveSeconds = timedelta(hours=12)
+    # Send the session cookie over HTTPS only (set behind a TLS proxy).
+    web_secure_cookies: bool = False
 
     # Slack-compatible webhook told about dead jobs; unset means no alerts.
     # A secret: a Slack webhook's path is its credential.

@@ -1,0 +1,102 @@
+"""Who may look and who may act: tokens, sessions, CSRF, masking.
+
+A session is a signed cookie (Starlette's, HttpOnly, SameSite=Strict) holding
+the role and a fingerprint of the token that logged in: changing a token in
+the settings ends the sessions it opened. Every form that changes something
+carries the session's CSRF token, checked before anything is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from .config import WebConfig
+
+Role = Literal["admin", "viewer"]
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+
+
+def fingerprint(token: str) -> str:
+    """A digest of ``token`` safe to keep in a cookie (it cannot be turned back)."""
+    return hashlib.sha256(b"pts-jobs session\0" + token.encode()).hexdigest()[:32]
+
+
+def role_of_token(config: WebConfig, given: str | None) -> Role | None:
+    """The dashboard role ``given`` logs in as, if any (constant-time compares)."""
+    if not given:
+        return None
+    found: Role | None = None
+    for role, token in (("admin", config.admin_token), ("viewer", config.viewer_token)):
+        if token and hmac.compare_digest(given.encode(), token.encode()):
+            found = role  # type: ignore[assignment]
+    return found
+
+
+def role_of_session(config: WebConfig, session: Mapping[str, Any]) -> Role | None:
+    """The role of a session, if its token is still the configured one."""
+    role, tok = session.get("role"), session.get("tok")
+    if not isinstance(tok, str):
+        return None
+    token = {"admin": config.admin_token, "viewer": config.viewer_token}.get(role)
+    if token and hmac.compare_digest(tok, fingerprint(token)):
+        return role  # type: ignore[return-value]
+    return None
+
+
+def api_role(config: WebConfig, authorization: str | None) -> Literal["producer", "viewer"] | None:
+    """What a bearer token may do on /api: enqueue and read (admin or API token),
+    or only read (viewer token)."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    given = authorization.removeprefix("Bearer ").strip().encode()
+    found = None
+    for role, token in (("producer", config.admin_token), ("producer", config.api_token),
+                        ("viewer", config.viewer_token)):
+        if token and hmac.compare_digest(given, token.encode()) and found is None:
+            found = role
+    return found  # type: ignore[return-value]
+
+
+def log_in(session: dict[str, Any], role: Role, token: str) -> None:
+    """Start a session: a fresh CSRF token, so one seen before login is useless."""
+    session.clear()
+    session.update(role=role, tok=fingerprint(token), csrf=secrets.token_urlsafe(24))
+
+
+def csrf_token(session: dict[str, Any]) -> str:
+    """The session's CSRF token, made on first use (the login form needs one too)."""
+    if not isinstance(session.get("csrf"), str):
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def csrf_ok(session: Mapping[str, Any], given: str | None) -> bool:
+    expected = session.get("csrf")
+    return bool(isinstance(expected, str) and given
+                and hmac.compare_digest(expected.encode(), given.encode()))
+
+
+def mask_email(text: str) -> str:
+    """``reporter@example.com`` -> ``r***@example.com``, wherever it appears in ``text``."""
+    return _EMAIL.sub(lambda m: f"{m[1]}***@{m[2]}", text)
+
+
+def mask(value: Any) -> Any:
+    """``value`` with every e-mail address in it masked (dicts, lists, dataclasses)."""
+    if isinstance(value, str):
+        return mask_email(value)
+    if isinstance(value, Mapping):
+        return {key: mask(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(mask(item) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return mask(dataclasses.asdict(value))
+    return value

@@ -1,0 +1,126 @@
+-- The dashboard's reads of the queue table, each under a "-- name --" header.
+-- {schema} is the broker's schema. Optional filters are written in SQL
+-- ("%(x)s IS NULL OR ..."): psycopg2 sends literal values, so the planner
+-- folds the unused ones away and picks the index of the ones given.
+
+-- throughput --
+-- Jobs finished per queue and minute over the last hour, done and dead apart
+-- (queue_finished_at_idx).
+SELECT queue_name,
+       floor(extract(epoch FROM now() - finished_at) / 60)::int AS minutes_ago,
+       count(*) FILTER (WHERE "state" = 'done') AS done,
+       count(*) FILTER (WHERE "state" = 'rejected') AS dead
+FROM {schema}."queue"
+WHERE "state" IN ('done', 'rejected') AND finished_at > now() - interval '1 hour'
+GROUP BY 1, 2;
+
+-- run_times --
+-- p50 and p95 run time (last attempt's start to finish) per job type, over the
+-- jobs done in the last hour.
+SELECT message ->> 'actor_name' AS actor_name,
+       queue_name,
+       count(*) AS jobs,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+           AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+           AS p95
+FROM {schema}."queue"
+WHERE "state" IN ('done', 'rejected') AND finished_at > now() - interval '1 hour'
+  AND "state" = 'done' AND started_at IS NOT NULL
+GROUP BY 1, 2
+ORDER BY 1;
+
+-- job_list --
+-- One page of jobs, newest first, after the keyset cursor (enqueued_at, id).
+-- A queue filter reads queue_queue_enqueued_idx, a state filter
+-- queue_state_enqueued_idx, none queue_enqueued_idx: each in order, stopping
+-- at the page size.
+SELECT message_id::text AS id,
+       queue_name,
+       message ->> 'actor_name' AS actor_name,
+       CASE
+           WHEN "state" = 'queued' AND available_at > now() THEN 'delayed'
+           WHEN "state" = 'queued' THEN 'queued'
+           WHEN "state" = 'consumed' THEN 'running'
+           WHEN "state" = 'done' THEN 'done'
+           WHEN "state" = 'cancelled' THEN 'cancelled'
+           ELSE 'dead'
+       END AS state,
+       attempts,
+       priority,
+       enqueued_at,
+       available_at,
+       started_at,
+       finished_at,
+       left(last_error, 300) AS last_error
+FROM {schema}."queue"
+WHERE (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s)
+  AND (%(db_state)s::text IS NULL OR "state" = %(db_state)s::{schema}."state")
+  AND (%(due)s::boolean IS NULL OR (available_at <= now()) = %(due)s)
+  AND (%(actor_name)s::text IS NULL OR message ->> 'actor_name' = %(actor_name)s)
+  AND (%(since)s::timestamptz IS NULL OR enqueued_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR enqueued_at < %(until)s)
+  AND (%(error_like)s::text IS NULL OR last_error ILIKE %(error_like)s)
+  AND (%(before_at)s::timestamptz IS NULL
+       OR (enqueued_at, message_id) < (%(before_at)s, %(before_id)s::uuid))
+ORDER BY enqueued_at DESC, message_id DESC
+LIMIT %(limit)s;
+
+-- job_detail --
+-- Everything the job page shows that job_by_id leaves out.
+SELECT message -> 'options' AS options,
+       message #>> ARRAY['options', 'traceback'] AS traceback,
+       cancelled_by,
+       singleton_key,
+       mtime
+FROM {schema}."queue"
+WHERE message_id = %(message_id)s;
+
+-- workers_holding --
+-- The lease owners of running jobs, with what they run (without the worker
+-- registry, the workers seen through their leases).
+SELECT lease_owner,
+       count(*) AS running,
+       array_agg(DISTINCT queue_name ORDER BY queue_name) AS queues,
+       min(started_at) AS oldest_start,
+       max(lease_expires_at) AS lease_until,
+       bool_or(lease_expires_at < now()) AS lapsed
+FROM {schema}."queue"
+WHERE "state" = 'consumed'
+GROUP BY lease_owner
+ORDER BY lease_owner;
+
+-- running_jobs --
+-- Running jobs, oldest first.
+SELECT message_id::text AS id, queue_name, message ->> 'actor_name' AS actor_name,
+       lease_owner, started_at, lease_expires_at, attempts
+FROM {schema}."queue"
+WHERE "state" = 'consumed'
+ORDER BY started_at
+LIMIT %(limit)s;
+
+-- workers_recent --
+-- Workers that ended deliveries in the last day, from the attempt history.
+SELECT worker, max(ended_at) AS last_seen, count(*) AS failed_deliveries
+FROM {schema}.job_attempts
+WHERE ended_at > now() - interval '1 day' AND worker IS NOT NULL
+GROUP BY worker
+ORDER BY max(ended_at) DESC
+LIMIT 50;
+
+-- last_tick --
+-- The latest job a periodic actor's scheduler sent (queue_singleton_slot_idx).
+SELECT message_id::text AS id, enqueued_at,
+       CASE
+           WHEN "state" = 'queued' THEN 'queued'
+           WHEN "state" = 'consumed' THEN 'running'
+           WHEN "state" = 'done' THEN 'done'
+           WHEN "state" = 'cancelled' THEN 'cancelled'
+           ELSE 'dead'
+       END AS state,
+       finished_at
+FROM {schema}."queue"
+WHERE queue_name = %(queue_name)s AND singleton_key = %(singleton_key)s
+  AND singleton_slot IS NOT NULL
+ORDER BY singleton_slot DESC
+LIMIT 1;
