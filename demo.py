@@ -8,7 +8,9 @@ that server is used. The worker is ``dramatiq actors``, as in production. A bug
 report about a small sample repository is received, parsed, the repository
 analysed, fixed by the stand-in fixer (``examples/fixer.py``) in a sandbox,
 the reporter notified (recorded, or mailed with ``JOBS_SMTP_URL``) and the
-sandbox cleaned up.
+sandbox cleaned up. The dashboard (``pts-jobs web``) serves it all: its URL and
+a login token are printed (the token is ``JOBS_ADMIN_TOKEN``, or one made up
+for this run).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -57,13 +60,45 @@ def main(argv: list[str] | None = None) -> int:
          "--threads", str(args.threads)],
         cwd=ROOT,
     )
+    web = start_dashboard(settings)
     try:
         return run_demo(once=args.once, worker=worker)
     except KeyboardInterrupt:
         print("\nstopping the worker (running jobs finish first)...")
         return 0
     finally:
+        stop(web)
         stop(worker)
+
+
+def start_dashboard(settings) -> subprocess.Popen:
+    """``pts-jobs web`` in a subprocess, with a login token printed for the newcomer."""
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    env = dict(os.environ)
+    if not token:
+        token = secrets.token_urlsafe(16)
+        env["JOBS_ADMIN_TOKEN"] = token
+    web = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "web"], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL)
+    url = f"http://{settings.web_host}:{settings.web_port}/"
+    if wait_for_http(url + "healthz", web):
+        print(f"dashboard  {url}  (log in with token {token})")
+    else:
+        print(f"dashboard  did not start on {url} (is the port taken? set JOBS_WEB_PORT)")
+    return web
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20) -> bool:
+    from urllib.request import urlopen
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urlopen(url, timeout=1) as answer:
+                return answer.status == 200
+        except OSError:
+            time.sleep(0.1)
+    return False
 
 
 def run_demo(*, once: bool, worker: subprocess.Popen) -> int:
@@ -127,7 +162,8 @@ def run_demo(*, once: bool, worker: subprocess.Popen) -> int:
     print(fix.get("patch", ""))
     if once:
         return 0
-    print("the worker keeps running: send jobs from another shell, or press Ctrl-C to stop")
+    print("the worker and the dashboard keep running: send jobs from another shell, or press "
+          "Ctrl-C to stop")
     while worker.poll() is None:
         time.sleep(0.5)
     return worker.returncode or 0

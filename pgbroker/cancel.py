@@ -21,7 +21,7 @@ from dramatiq.broker import MessageProxy
 logger = logging.getLogger(__name__)
 
 
-class JobCancelled(Exception):  # noqa: N818 - named as dramatiq names TimeLimitExceeded
+class JobCancelled(Exception):
     """Raised inside a running job that an operator cancelled. Never retried."""
 
 

@@ -16,12 +16,14 @@ enqueue, the viewer token is enough to read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -90,7 +92,7 @@ class ProducerApi:
 
         try:
             model = actor.payload_model.model_validate(payload)
-        except Exception as problem:  # pydantic's ValidationError
+        except ValidationError as problem:
             fields = [{"field": ".".join(str(p) for p in e["loc"]) or "(payload)",
                        "message": e["msg"]} for e in problem.errors(include_url=False)]
             return error(422, f"invalid payload for {name}", fields=fields)
@@ -128,10 +130,8 @@ class ProducerApi:
             return error(404, "no such job")
         result: Any = job.result
         if result is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 result = json.loads(result)
-            except ValueError:
-                pass
         data = {
             "id": job.id, "jobType": job.actor_name, "queue": job.queue_name,
             "state": job.state, "attempts": job.attempts, "lastError": job.last_error,

@@ -45,9 +45,9 @@ def role_of_session(config: WebConfig, session: Mapping[str, Any]) -> Role | Non
     role, tok = session.get("role"), session.get("tok")
     if not isinstance(tok, str):
         return None
-    token = {"admin": config.admin_token, "viewer": config.viewer_token}.get(role)
+    token = {"admin": config.admin_token, "viewer": config.viewer_token}.get(str(role))
     if token and hmac.compare_digest(tok, fingerprint(token)):
-        return role  # type: ignore[return-value]
+        return role
     return None
 
 

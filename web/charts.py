@@ -27,7 +27,7 @@ def sparkline(values: Sequence[float], *, width: int = 120, height: int = 28,
     area = f"0,{height} {line} {width},{height}"
     title = escape(label)
     return Markup(
-        f'<svg class="{css}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'<svg class="{css}" viewBox="0 0 {width} {height}" preserveAspectRatio="none" '
         f'role="img" aria-label="{title}"><title>{title}</title>'
         f'<polygon class="area" points="{area}"/><polyline class="line" points="{line}"/></svg>'
     )

@@ -6,6 +6,7 @@ seconds: many open dashboards then cost the database one read, not one each.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -102,34 +103,45 @@ class Dashboard:
         pending = jobs.queue_stats(broker=self.broker, finished=False)
         finished = self.cache.get("finished", 15, lambda: jobs.queue_stats(
             broker=self.broker, pending=False))
-        throughput = self.cache.get("throughput", 10, lambda: self.rows(
+        throughput = self.cache.get("throughput", 15, lambda: self.rows(
             self.queries["throughput"]))
         run_times = self.cache.get("run_times", 30, lambda: self.rows(self.queries["run_times"]))
+        for row in run_times:
+            row["actors"] = actors_by_queue.get(row["queue_name"], [])
+            row["p50"], row["p95"] = (p.total_seconds() for p in row["percentiles"])
         paused = {p.queue_name: p for p in jobs.paused_queues(broker=self.broker)}
 
         names = sorted(set(declared) | {s.queue_name for s in pending + finished} | set(paused))
-        queues = {name: {"name": name, "counts": dict.fromkeys(STATES, 0), "oldest": 0.0,
-                         "paused": paused.get(name), "done_per_min": [0] * 60,
-                         "dead_per_min": [0] * 60, "actors": actors_by_queue.get(name, [])}
-                  for name in names}
+        queues: dict[str, dict[str, Any]] = {
+            name: {"name": name, "counts": dict.fromkeys(STATES, 0), "oldest": 0.0,
+                   "paused": paused.get(name), "done_per_min": [0] * 60,
+                   "dead_per_min": [0] * 60, "actors": actors_by_queue.get(name, [])}
+            for name in names}
         for stat in pending + finished:
             queue = queues[stat.queue_name]
             queue["counts"][stat.state] = stat.messages
             if stat.state == "queued":
                 queue["oldest"] = stat.oldest_seconds
+        this_minute = datetime.now(UTC).replace(second=0, microsecond=0)
         for row in throughput:
-            queue = queues.get(row["queue_name"])
-            if queue is not None and 0 <= row["minutes_ago"] < 60:
+            charted = queues.get(row["queue_name"])
+            minutes_ago = int((this_minute - row["minute"]).total_seconds() // 60)
+            if charted is not None and 0 <= minutes_ago < 60:
                 # Charts run oldest to newest, left to right.
-                queue["done_per_min"][59 - row["minutes_ago"]] = row["done"]
-                queue["dead_per_min"][59 - row["minutes_ago"]] = row["dead"]
+                charted["done_per_min"][59 - minutes_ago] += row["done"]
+                charted["dead_per_min"][59 - minutes_ago] += row["dead"]
         totals = dict.fromkeys(STATES, 0)
         for queue in queues.values():
             for state, count in queue["counts"].items():
                 totals[state] += count
             queue["done_last_hour"] = sum(queue["done_per_min"])
             queue["dead_last_hour"] = sum(queue["dead_per_min"])
-        return {"queues": list(queues.values()), "totals": totals, "run_times": run_times}
+        # Queues with something to look at first, then the idle ones, by name.
+        ordered = sorted(queues.values(), key=lambda q: (
+            not (q["paused"] or q["done_last_hour"] or q["dead_last_hour"]
+                 or any(q["counts"][s] for s in ("queued", "delayed", "running", "dead"))),
+            q["name"]))
+        return {"queues": ordered, "totals": totals, "run_times": run_times}
 
     # -- jobs --------------------------------------------------------------
 
@@ -143,13 +155,15 @@ class Dashboard:
             cursor = f"{last['enqueued_at'].isoformat()}|{last['id']}"
         return page, cursor
 
-    def job(self, job_id: str) -> dict:
+    def job(self, job_id: str,
+            max_retries_of: Callable[[str], int | None] = lambda name: None) -> dict:
         """One job with its history and what it serves in the pipeline.
 
         Raises:
             JobNotFound: no such job.
         """
         job = jobs.get_job(job_id, broker=self.broker)
+        max_retries = max_retries_of(job.actor_name)
         detail = self.rows(self.queries["job_detail"], message_id=job.id)
         extra = detail[0] if detail else {}
         options = dict(extra.get("options") or {})
@@ -157,16 +171,16 @@ class Dashboard:
         history = [dataclasses.asdict(a) for a in jobs.attempts(job.id, broker=self.broker)]
         result = job.result
         if result is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 result = json.loads(result)
-            except ValueError:
-                pass
         return {
             **dataclasses.asdict(job),
             "result": result,
             "options": options,
             "traceback": traceback,
             "cancelled_by": extra.get("cancelled_by"),
+            # The message's own limit (send_with_options), else its actor's.
+            "max_attempts": _attempts_allowed(options.get("max_retries", max_retries)),
             "singleton_key": extra.get("singleton_key"),
             "attempt_history": history,
             "timeline": timeline(job, history),
@@ -243,7 +257,9 @@ def timeline(job: jobs.Job, history: list[dict]) -> list[dict]:
         events.append({"at": job.started_at, "what": f"attempt {job.attempts} started",
                        "kind": "info", "detail": job.lease_owner or ""})
     if job.state == "done" and job.finished_at:
-        events.append({"at": job.finished_at, "what": "done", "kind": "done", "detail": ""})
+        took = (job.finished_at - job.started_at).total_seconds() if job.started_at else None
+        events.append({"at": job.finished_at, "what": "done", "kind": "done",
+                       "detail": f"after {took:.3f} s" if took is not None else ""})
     elif job.state == "cancelled" and job.finished_at and not any(
             a["outcome"] == "cancelled" for a in history):
         events.append({"at": job.finished_at, "what": "cancelled", "kind": "cancelled",
@@ -252,6 +268,10 @@ def timeline(job: jobs.Job, history: list[dict]) -> list[dict]:
         events.append({"at": job.available_at, "what": "due", "kind": "info",
                        "detail": "waits until then"})
     return sorted(events, key=lambda e: e["at"])
+
+
+def _attempts_allowed(max_retries: Any) -> int | None:
+    return int(max_retries) + 1 if isinstance(max_retries, int) else None
 
 
 def _is_uuid(value: Any) -> bool:

@@ -9,8 +9,8 @@ the work, writes an audit line and redirects back.
 from __future__ import annotations
 
 import hashlib
-import uuid
 import logging
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
@@ -52,11 +52,26 @@ def _replayed(count: int) -> str:
     return f"{count} dead job{'s' if count != 1 else ''} sent back to their queue"
 
 
+def _retry(broker: PostgresBroker, fields: dict[str, str]) -> str:
+    jobs.replay(fields["job"], broker=broker)
+    return "job sent back to its queue"
+
+
+def _run_now(broker: PostgresBroker, fields: dict[str, str]) -> str:
+    jobs.run_now(fields["job"], broker=broker)
+    return "the job is due now"
+
+
+def _delete(broker: PostgresBroker, fields: dict[str, str]) -> str:
+    jobs.delete(fields["job"], broker=broker)
+    return "job deleted"
+
+
 ACTIONS: dict[str, Action] = {
     "retry": Action(
         "Retry dead job", ("job",), lambda f: f"Send dead job {f['job']} back to its queue, "
         "its attempts reset.",
-        lambda b, f: (jobs.replay(f["job"], broker=b), "job sent back to its queue")[1]),
+        _retry),
     "retry_queue": Action(
         "Retry every dead job of a queue", ("queue",),
         lambda f: f"Send every dead job of {f['queue']} back to the queue.",
@@ -72,11 +87,11 @@ ACTIONS: dict[str, Action] = {
         lambda b, f: f"cancelled (it was {jobs.cancel(f['job'], by='admin', broker=b)})"),
     "run_now": Action(
         "Run delayed job now", ("job",), lambda f: f"Make delayed job {f['job']} due now.",
-        lambda b, f: (jobs.run_now(f["job"], broker=b), "the job is due now")[1]),
+        _run_now),
     "delete": Action(
         "Delete job", ("job",), lambda f: f"Delete job {f['job']} and its history. This "
         "cannot be undone.",
-        lambda b, f: (jobs.delete(f["job"], broker=b), "job deleted")[1]),
+        _delete),
     "pause": Action(
         "Pause queue", ("queue",), lambda f: f"Pause {f['queue']}: no worker takes its jobs "
         "until it is resumed. Running jobs finish.",
@@ -93,7 +108,7 @@ ACTIONS: dict[str, Action] = {
 def ago(value: datetime | None) -> str:
     """``3 min ago`` / ``in 2 h`` from now."""
     if value is None:
-        return "–"
+        return "-"
     seconds = (datetime.now(UTC) - value).total_seconds()
     text = duration(abs(seconds))
     return f"{text} ago" if seconds >= 0 else f"in {text}"
@@ -101,7 +116,7 @@ def ago(value: datetime | None) -> str:
 
 def duration(seconds: float | None) -> str:
     if seconds is None:
-        return "–"
+        return "-"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
@@ -114,7 +129,7 @@ def duration(seconds: float | None) -> str:
 
 
 def timestamp(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "–"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
 
 
 def _safe_next(value: str | None, default: str) -> str:
@@ -170,6 +185,10 @@ class Pages:
         )
         return self.templates.TemplateResponse(request, name, context, status_code=status)
 
+    def max_retries_of(self, actor_name: str) -> int | None:
+        actor = self.broker.actors.get(actor_name)
+        return actor.options.get("max_retries") if actor is not None else None
+
     def actors_by_queue(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         for actor in self.broker.actors.values():
@@ -218,14 +237,16 @@ class Pages:
         next_url = f"/jobs?{urlencode({**given, 'before': cursor})}" if cursor else None
         queues = sorted(set(self.broker.get_declared_queues()))
         return self.render(request, "jobs.html", {
-            "rows": rows, "next_url": next_url, "first_url": first_url, "chosen": chosen, "queues": queues,
+            "rows": rows, "next_url": next_url, "first_url": first_url, "chosen": chosen,
+            "queues": queues,
             "job_types": sorted(self.broker.actors), "ranges": list(RANGES),
             "paged": bool(q.get("before")),
         })
 
     async def job(self, request: Request) -> Response:
         try:
-            job = await run_in_threadpool(self.data.job, request.path_params["job_id"])
+            job = await run_in_threadpool(self.data.job, request.path_params["job_id"],
+                                          self.max_retries_of)
         except JobNotFound:
             return self.render(request, "missing.html", {"what": "job"}, status=404)
         return self.render(request, "job.html", {"job": job})

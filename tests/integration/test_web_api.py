@@ -11,7 +11,6 @@ import pytest
 from pgbroker import jobs
 from tests.fixtures import query
 from tests.support import job_in
-from tests.web_fixtures import web_config, web_url  # noqa: F401  (fixtures)
 
 NOTIFICATION = {"type": "bug_received", "bugReportId": str(uuid.uuid4()),
                 "recipientEmail": "reporter@example.com"}

@@ -6,7 +6,7 @@ import httpx
 
 from pgbroker import jobs
 from tests.support import job_in
-from tests.web_fixtures import csrf_of, logged_in, web_config, web_url  # noqa: F401
+from tests.web_fixtures import csrf_of, logged_in
 from tests.workload import probe_permanent
 
 
@@ -102,7 +102,7 @@ def test_the_job_list_filters_and_pages_by_keyset(broker, web_url, web_config, w
     admin = logged_in(web_url, web_config.admin_token)
 
     seen: list[str] = []
-    url = "/jobs?queue=probe-record&state=done"
+    url: str | None = "/jobs?queue=probe-record&state=done"
     while url:
         page = admin.get(url).text
         seen += [i for i in ids if f"/jobs/{i}" in page]

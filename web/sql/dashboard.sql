@@ -4,10 +4,11 @@
 -- folds the unused ones away and picks the index of the ones given.
 
 -- throughput --
--- Jobs finished per queue and minute over the last hour, done and dead apart
--- (queue_finished_at_idx).
+-- Jobs finished per queue and minute over the last hour, done and dead apart:
+-- an index-only scan of queue_finished_at_idx. Grouped by the timestamp's
+-- minute (cheap), not by computed minutes ago (numeric epoch arithmetic per row).
 SELECT queue_name,
-       floor(extract(epoch FROM now() - finished_at) / 60)::int AS minutes_ago,
+       date_trunc('minute', finished_at) AS minute,
        count(*) FILTER (WHERE "state" = 'done') AS done,
        count(*) FILTER (WHERE "state" = 'rejected') AS dead
 FROM {schema}."queue"
@@ -15,19 +16,18 @@ WHERE "state" IN ('done', 'rejected') AND finished_at > now() - interval '1 hour
 GROUP BY 1, 2;
 
 -- run_times --
--- p50 and p95 run time (last attempt's start to finish) per job type, over the
--- jobs done in the last hour.
-SELECT message ->> 'actor_name' AS actor_name,
-       queue_name,
+-- p50 and p95 run time (last attempt's start to finish) per queue (each job
+-- type has its own queue), over the jobs done in the last hour: an index-only
+-- scan of queue_finished_at_idx. The IN repeats the index's predicate so the
+-- planner sees it applies.
+SELECT queue_name,
        count(*) AS jobs,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
-           AS p50,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
-           AS p95
+       percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY finished_at - started_at)
+           AS percentiles
 FROM {schema}."queue"
 WHERE "state" IN ('done', 'rejected') AND finished_at > now() - interval '1 hour'
   AND "state" = 'done' AND started_at IS NOT NULL
-GROUP BY 1, 2
+GROUP BY 1
 ORDER BY 1;
 
 -- job_list --

@@ -13,7 +13,9 @@ CREATE INDEX IF NOT EXISTS queue_queue_enqueued_idx
 CREATE INDEX IF NOT EXISTS queue_state_enqueued_idx
     ON {schema}."queue" ("state", enqueued_at, message_id);
 
--- Throughput, failures and run times of the last hour.
+-- Throughput, failures and run times of the last hour, read from the index
+-- alone (INCLUDE): at a few thousand jobs a minute, visiting the heap for each
+-- finished row made the overview's charts take a second.
 CREATE INDEX IF NOT EXISTS queue_finished_at_idx
-    ON {schema}."queue" (finished_at)
+    ON {schema}."queue" (finished_at) INCLUDE (queue_name, "state", started_at)
     WHERE "state" IN ('done', 'rejected');
