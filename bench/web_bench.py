@@ -124,7 +124,8 @@ def serve(token: str, port: int):
 
     config = WebConfig(host="127.0.0.1", port=port, admin_token=token, viewer_token=None,
                        api_token=None, session_secret=secrets.token_hex(16),
-                       session_max_age=3600, secure_cookies=False, pipeline_schema=PIPELINE)
+                       session_max_age=3600, secure_cookies=False,
+                       pipeline_schema=os.environ.get("JOBS_PIPELINE_SCHEMA", PIPELINE))
     app = create_app(broker, config, job_types=job_types(broker),
                      periodic=periodic_actors(broker))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,

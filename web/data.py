@@ -214,7 +214,12 @@ class Dashboard:
     # -- workers and schedules --------------------------------------------
 
     def workers(self) -> dict:
+        """Worker processes: from the broker's registry when it keeps one, else
+        as seen through the leases of the jobs they hold."""
+        present = self.rows(self.queries["registry_present"], schema=self.broker.schema)
+        registry = self.rows(self.queries["registry_workers"]) if present[0]["present"] else None
         return {
+            "registry": registry,
             "holding": self.rows(self.queries["workers_holding"]),
             "running": self.rows(self.queries["running_jobs"], limit=200),
             "recent": self.rows(self.queries["workers_recent"]),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -132,6 +133,17 @@ def timestamp(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
 
 
+def diff_lines(patch: str | None) -> Markup:
+    """A unified diff with added, removed and hunk lines marked for colour."""
+    kinds = {"+": "add", "-": "del", "@": "hunk"}
+    lines = []
+    for line in (patch or "").splitlines():
+        kind = "" if line.startswith(("+++", "---")) else kinds.get(line[:1], "")
+        text = escape(line)
+        lines.append(f'<span class="d-{kind}">{text}</span>' if kind else str(text))
+    return Markup("\n".join(lines))
+
+
 def _safe_next(value: str | None, default: str) -> str:
     """A same-site path to go back to (never another site)."""
     if not value:
@@ -152,7 +164,7 @@ class Pages:
         self.data = Dashboard(broker, config.pipeline_schema)
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
         env = self.templates.env
-        env.filters.update(ago=ago, duration=duration, ts=timestamp)
+        env.filters.update(ago=ago, duration=duration, ts=timestamp, diff=diff_lines)
         env.globals.update(sparkline=charts.sparkline, state_bar=charts.state_bar,
                            STATES=STATES)
 
@@ -299,12 +311,21 @@ class Pages:
 def parse_filter(q: Mapping[str, str]) -> tuple[JobFilter, dict[str, str]]:
     """The job list's filter from the query string; unknown values are dropped."""
     chosen = {key: q.get(key, "").strip()[:200] for key in
-              ("queue", "state", "job_type", "range", "error")}
+              ("queue", "state", "job_type", "range", "from", "to", "error")}
     if chosen["state"] not in STATES:
         chosen["state"] = ""
     if chosen["range"] not in RANGES:
         chosen["range"] = ""
     since = datetime.now(UTC) - RANGES[chosen["range"]] if chosen["range"] else None
+    # From and to: the form's datetime-local values, read as UTC.
+    bounds: dict[str, datetime | None] = {}
+    for key in ("from", "to"):
+        try:
+            bounds[key] = datetime.fromisoformat(chosen[key]).replace(tzinfo=UTC)
+        except ValueError:
+            chosen[key], bounds[key] = "", None
+    if bounds["from"] and (since is None or bounds["from"] > since):
+        since = bounds["from"]
     before_at = before_id = None
     if "|" in q.get("before", ""):
         at, _, before_id = q["before"].partition("|")
@@ -315,7 +336,8 @@ def parse_filter(q: Mapping[str, str]) -> tuple[JobFilter, dict[str, str]]:
             before_at = before_id = None
     where = JobFilter(
         queue_name=chosen["queue"] or None, state=chosen["state"] or None,
-        actor_name=chosen["job_type"] or None, since=since, error=chosen["error"] or None,
+        actor_name=chosen["job_type"] or None, since=since, until=bounds["to"],
+        error=chosen["error"] or None,
         before_at=before_at, before_id=before_id,
     )
     return where, chosen

@@ -114,3 +114,45 @@ def test_the_job_list_filters_and_pages_by_keyset(broker, web_url, web_config, w
     assert sorted(seen) == sorted(ids) and len(seen) == 120
     assert "/jobs/" not in admin.get("/jobs?state=dead&queue=probe-record").text.split(
         "<tbody>")[1].split("</tbody>")[0]
+
+
+def test_the_workers_page_shows_who_holds_running_jobs(broker, web_url, web_config, worker):
+    from tests.actions_workload import probe_spin
+    from tests.fixtures import query
+    from tests.support import wait_for
+
+    spinning = probe_spin.send(key="held", seconds=30).message_id
+    wait_for(lambda: query("SELECT count(*) FROM {schema}.test_runs WHERE key = 'held'")[0][0],
+             what="the job to start")
+    admin = logged_in(web_url, web_config.admin_token)
+
+    page = admin.get("/workers").text
+
+    assert broker.owner in page and f"/jobs/{spinning}" in page
+    jobs.cancel(spinning, by="test", broker=broker)
+
+
+def test_the_workers_page_reads_the_worker_registry_when_the_broker_keeps_one(
+        broker, web_url, web_config):
+    from tests.fixtures import query
+
+    # The registry's shape as the broker's 0008_workers migration makes it.
+    query("""CREATE TABLE {schema}.workers (
+        worker_id text PRIMARY KEY, host text NOT NULL, pid integer NOT NULL,
+        queues text[] NOT NULL DEFAULT '{{}}', started_at timestamptz NOT NULL DEFAULT now(),
+        last_heartbeat_at timestamptz NOT NULL DEFAULT now(),
+        lease_seconds double precision NOT NULL, backend_pid integer NOT NULL,
+        backend_start timestamptz NOT NULL)""")
+    try:
+        query("""INSERT INTO {schema}.workers VALUES
+                 ('alive-host:41:aa', 'alive-host', 41, '{{execute-fix}}', now(), now(), 20, 1,
+                  now()),
+                 ('dead-host:42:bb', 'dead-host', 42, '{{}}', now() - interval '1 hour',
+                  now() - interval '10 minutes', 20, 2, now())""")
+        page = logged_in(web_url, web_config.admin_token).get("/workers").text
+    finally:
+        query("DROP TABLE {schema}.workers")
+
+    alive, dead = page.index("alive-host:41:aa"), page.index("dead-host:42:bb")
+    assert alive < dead
+    assert "alive</span>" in page[alive:dead] and "gone</span>" in page[dead:]

@@ -135,7 +135,7 @@ def test_redirects_after_an_action_stay_on_this_site():
 
 
 def test_the_job_filter_drops_unknown_values_and_reads_the_keyset_cursor():
-    where, chosen = parse_filter({"state": "exploded", "range": "1y", "queue": "q",
+    where, _ = parse_filter({"state": "exploded", "range": "1y", "queue": "q",
                                   "before": "2026-01-01T00:00:00+00:00|"
                                             "0b3f0c1e-8e9a-4a57-9a51-3f6a8a3e5a10"})
     assert where.state is None and where.since is None and where.queue_name == "q"
@@ -143,3 +143,17 @@ def test_the_job_filter_drops_unknown_values_and_reads_the_keyset_cursor():
     assert parse_filter({"before": "garbage|x"})[0].before_at is None
     assert where.params(50)["error_like"] is None
     assert parse_filter({"error": "50%_off"})[0].params(1)["error_like"] == "%50\\%\\_off%"
+
+
+def test_the_job_filter_reads_from_and_to_as_utc_and_ignores_garbage():
+    where, chosen = parse_filter({"from": "2026-12-01T09:30", "to": "yesterday"})
+    assert where.since is not None and where.since.isoformat() == "2026-12-01T09:30:00+00:00"
+    assert where.until is None and chosen["to"] == ""
+
+
+def test_a_patch_is_coloured_line_by_line_and_escaped():
+    from web.pages import diff_lines
+
+    shown = str(diff_lines("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-<old>\n+new"))
+    assert '<span class="d-del">-&lt;old&gt;</span>' in shown
+    assert '<span class="d-add">+new</span>' in shown and "--- a/x" in shown

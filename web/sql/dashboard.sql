@@ -124,3 +124,24 @@ WHERE queue_name = %(queue_name)s AND singleton_key = %(singleton_key)s
   AND singleton_slot IS NOT NULL
 ORDER BY singleton_slot DESC
 LIMIT 1;
+
+-- registry_present --
+-- Whether the broker keeps a worker registry ({schema}.workers, one row per
+-- live worker process, written at boot and on every heartbeat).
+SELECT to_regclass(format('%%I.workers', %(schema)s)) IS NOT NULL AS present;
+
+-- registry_workers --
+-- The registered worker processes with their running jobs; alive while the
+-- last heartbeat is younger than the worker's lease. Workers gone in the last
+-- day stay listed as dead until the registry forgets them.
+SELECT w.worker_id AS lease_owner,
+       w.host,
+       w.pid,
+       w.queues,
+       w.started_at,
+       w.last_heartbeat_at,
+       w.last_heartbeat_at > now() - w.lease_seconds * interval '1 second' AS alive,
+       (SELECT count(*) FROM {schema}."queue" AS q
+        WHERE q."state" = 'consumed' AND q.lease_owner = w.worker_id) AS running
+FROM {schema}.workers AS w
+ORDER BY alive DESC, w.host, w.pid, w.worker_id;
