@@ -124,7 +124,7 @@ def test_sparklines_and_state_bars_are_svg_without_inline_style():
 
 def test_a_state_bar_shows_a_sliver_for_a_rare_state():
     tree = ET.fromstring(str(charts.state_bar({"done": 100_000, "dead": 1}, width=200)))
-    widths = {rect.get("class"): float(rect.get("width")) for rect in tree.iter("rect")}
+    widths = {rect.get("class"): float(rect.get("width", "0")) for rect in tree.iter("rect")}
     assert widths["s-dead"] >= 1.9 and sum(widths.values()) == pytest.approx(200)
 
 
