@@ -185,7 +185,6 @@ class DeadGroup:
     last_error: str | None
     jobs: int
     last_failed_at: datetime | None
-    latest_id: str
 
 
 @dataclass(frozen=True)

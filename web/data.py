@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,14 +36,18 @@ DB_STATES: dict[str, tuple[str, bool | None]] = {
 
 
 class Cache:
-    """Values read again once ``ttl`` seconds old; one reader at a time per key."""
+    """Values read again once ``ttl`` seconds old; one reader at a time per key
+    (the others wait for its answer instead of asking the database too)."""
 
     def __init__(self) -> None:
         self._values: dict[str, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
 
     def get(self, key: str, ttl: float, read: Callable[[], Any]) -> Any:
-        with self._lock:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
             hit = self._values.get(key)
             if hit is not None and time.monotonic() - hit[0] < ttl:
                 return hit[1]
@@ -100,12 +105,18 @@ class Dashboard:
     def overview(self, declared: list[str], actors_by_queue: dict[str, list[str]]) -> dict:
         """Every queue: counts by state, oldest wait, paused, per-minute charts;
         and run times per job type."""
-        pending = jobs.queue_stats(broker=self.broker, finished=False)
-        finished = self.cache.get("finished", 15, lambda: jobs.queue_stats(
-            broker=self.broker, pending=False))
-        throughput = self.cache.get("throughput", 15, lambda: self.rows(
-            self.queries["throughput"]))
-        run_times = self.cache.get("run_times", 30, lambda: self.rows(self.queries["run_times"]))
+        # The reads that grow with the jobs kept run side by side, each on its
+        # own connection, and are cached; the cheap ones are read every time.
+        reads: dict[str, tuple[float, Callable[[], Any]]] = {
+            "finished": (15, lambda: jobs.queue_stats(broker=self.broker, pending=False)),
+            "throughput": (15, lambda: self.rows(self.queries["throughput"])),
+            "run_times": (30, lambda: self.rows(self.queries["run_times"])),
+        }
+        with ThreadPoolExecutor(len(reads)) as pool:
+            futures = {key: pool.submit(self.cache.get, key, ttl, read)
+                       for key, (ttl, read) in reads.items()}
+            pending = jobs.queue_stats(broker=self.broker, finished=False)
+            finished, throughput, run_times = (futures[key].result() for key in reads)
         for row in run_times:
             row["actors"] = actors_by_queue.get(row["queue_name"], [])
             row["p50"], row["p95"] = (p.total_seconds() for p in row["percentiles"])

@@ -442,8 +442,7 @@ RETURNING queue_name;
 SELECT queue_name,
        last_error,
        count(*) AS jobs,
-       max(finished_at) AS last_failed_at,
-       (array_agg(message_id::text ORDER BY finished_at DESC NULLS LAST))[1] AS latest_id
+       max(finished_at) AS last_failed_at
 FROM {schema}."queue"
 WHERE "state" = 'rejected'
 GROUP BY queue_name, last_error
