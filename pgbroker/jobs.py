@@ -147,16 +147,21 @@ def purge(
     broker: PostgresBroker | None = None,
     progress: Any = None,
 ) -> int:
-    """Delete finished jobs in ``state`` older than ``older_than``, in batches."""
-    db_state = STORED_STATE[state]
+    """Delete finished jobs in ``state`` older than ``older_than``, in batches.
 
-    def batch() -> int:
-        return _broker(broker).execute(
-            "purge_finished", state=db_state,
-            older_than_seconds=older_than.total_seconds(), limit=PURGE_BATCH,
-        )
+    Cancelled jobs are kept as long as dead ones and purged with them.
+    """
+    deleted = 0
+    for db_state in {"done": ["done"], "dead": ["rejected", "cancelled"]}[state]:
 
-    return _in_batches(batch, PURGE_BATCH, progress)
+        def batch(db_state: str = db_state) -> int:
+            return _broker(broker).execute(
+                "purge_finished", state=db_state,
+                older_than_seconds=older_than.total_seconds(), limit=PURGE_BATCH,
+            )
+
+        deleted += _in_batches(batch, PURGE_BATCH, progress)
+    return deleted
 
 
 def queue_stats(

@@ -5,6 +5,7 @@ dead letters by error, and the attempt history the dashboard shows."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -145,3 +146,17 @@ def test_dead_letters_group_by_error_and_replay_one_group(broker, worker):
     assert replayed == 2
     assert [jobs.get_job(i, broker=broker).state for i in ids] == ["queued", "queued", "dead"]
     jobs.resume_queue("probe-fails", broker=broker)
+
+
+def test_cancelled_jobs_are_purged_with_the_dead_ones(broker):
+    kept = probe_record.send(key="kept").message_id
+    old = probe_record.send(key="old").message_id
+    for message_id in (kept, old):
+        jobs.cancel(message_id, by="test", broker=broker)
+    query("UPDATE {schema}.\"queue\" SET mtime = now() - interval '40 days' "
+          "WHERE message_id = %s", old)
+
+    assert jobs.purge("dead", timedelta(days=30), broker=broker) == 1
+    assert jobs.get_job(kept, broker=broker).state == "cancelled"
+    with pytest.raises(JobNotFound):
+        jobs.get_job(old, broker=broker)
