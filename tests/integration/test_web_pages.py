@@ -156,3 +156,15 @@ def test_the_workers_page_reads_the_worker_registry_when_the_broker_keeps_one(
     alive, dead = page.index("alive-host:41:aa"), page.index("dead-host:42:bb")
     assert alive < dead
     assert "alive</span>" in page[alive:dead] and "gone</span>" in page[dead:]
+
+
+def test_hostile_text_in_a_job_is_shown_as_text_never_as_markup(
+        broker, web_url, web_config, worker):
+    hostile = '<script>alert(1)</script><img src=x onerror=alert(2)>'
+    dead = probe_permanent.send(key=hostile).message_id
+    job_in(dead, "dead")
+    admin = logged_in(web_url, web_config.admin_token)
+
+    for path in (f"/jobs/{dead}", "/jobs?state=dead", f"/jobs?error={hostile}"):
+        page = admin.get(path, params=None).text
+        assert "<script>alert" not in page and "<img src=x" not in page, path
