@@ -117,10 +117,9 @@ def serve(token: str, port: int):
 
     import actors  # noqa: F401
     from broker import broker
-    from scheduler import periodic_actors
     from web.app import create_app
     from web.config import WebConfig
-    from web.server import job_types
+    from web.server import job_types, periodic_actors
 
     config = WebConfig(host="127.0.0.1", port=port, admin_token=token, viewer_token=None,
                        api_token=None, session_secret=secrets.token_hex(16),

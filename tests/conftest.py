@@ -18,4 +18,4 @@ from tests.support.environment import TEST_ENV
 
 os.environ.update(TEST_ENV)
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.web"]

@@ -27,6 +27,9 @@ class WebConfig:
     pipeline_schema: str
     # Seconds between the pages' own refreshes.
     refresh_seconds: int = 5
+    # The overview's counts of finished jobs and its charts are read at most this
+    # often (run times at half that rate): they grow with the jobs kept.
+    cache_seconds: float = 15.0
 
     def __repr__(self) -> str:  # tokens never reach logs
         return f"WebConfig(host={self.host!r}, port={self.port})"

@@ -85,8 +85,10 @@ class JobFilter:
 class Dashboard:
     """The dashboard's reads, over one broker's connections."""
 
-    def __init__(self, broker: PostgresBroker, pipeline_schema: str) -> None:
+    def __init__(self, broker: PostgresBroker, pipeline_schema: str,
+                 cache_seconds: float = 15.0) -> None:
         self.broker = broker
+        self.cache_seconds = cache_seconds
         self.queries = named_queries(SQL / "dashboard.sql", broker.schema)
         self.pipeline = named_queries(SQL / "pipeline.sql", pipeline_schema)
         self.cache = Cache()
@@ -108,9 +110,10 @@ class Dashboard:
         # The reads that grow with the jobs kept run side by side, each on its
         # own connection, and are cached; the cheap ones are read every time.
         reads: dict[str, tuple[float, Callable[[], Any]]] = {
-            "finished": (15, lambda: jobs.queue_stats(broker=self.broker, pending=False)),
-            "throughput": (15, lambda: self.rows(self.queries["throughput"])),
-            "run_times": (30, lambda: self.rows(self.queries["run_times"])),
+            "finished": (self.cache_seconds,
+                         lambda: jobs.queue_stats(broker=self.broker, pending=False)),
+            "throughput": (self.cache_seconds, lambda: self.rows(self.queries["throughput"])),
+            "run_times": (2 * self.cache_seconds, lambda: self.rows(self.queries["run_times"])),
         }
         with ThreadPoolExecutor(len(reads)) as pool:
             futures = {key: pool.submit(self.cache.get, key, ttl, read)

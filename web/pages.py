@@ -161,7 +161,7 @@ class Pages:
         self.config = config
         self.job_types = dict(job_types)
         self.periodic = list(periodic)
-        self.data = Dashboard(broker, config.pipeline_schema)
+        self.data = Dashboard(broker, config.pipeline_schema, config.cache_seconds)
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
         env = self.templates.env
         env.filters.update(ago=ago, duration=duration, ts=timestamp, diff=diff_lines)

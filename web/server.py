@@ -24,11 +24,15 @@ def job_types(broker) -> dict:
             if hasattr(actor, "payload_model") and name not in INTERNAL_JOB_TYPES}
 
 
+def periodic_actors(broker) -> list:
+    """The actors the scheduler sends on a cron (the Schedules page lists them)."""
+    return [actor for actor in broker.actors.values() if "periodic" in actor.options]
+
+
 def build():
     """The app and its config, from the settings and the declared actors."""
     import actors  # noqa: F401  (declares the job types on the broker)
     from broker import broker
-    from scheduler import periodic_actors
     from settings import settings
 
     from .app import create_app

@@ -14,7 +14,7 @@ import pytest
 
 from pgbroker import jobs
 from tests.support import job_in, wait_for
-from tests.workload import probe_flaky, probe_record
+from tests.support.workload import probe_flaky, probe_record
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"

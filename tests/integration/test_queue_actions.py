@@ -10,10 +10,9 @@ from datetime import timedelta
 import pytest
 
 from pgbroker import JobNotFound, jobs
-from tests.actions_workload import probe_spin
-from tests.fixtures import query
 from tests.support import job_in, wait_for
-from tests.workload import probe_fails, probe_flaky, probe_record
+from tests.support.fixtures import query
+from tests.support.workload import probe_fails, probe_flaky, probe_record, probe_spin
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from pgbroker import jobs
-from tests.fixtures import query
 from tests.support import job_in
+from tests.support.fixtures import query
 
 NOTIFICATION = {"type": "bug_received", "bugReportId": str(uuid.uuid4()),
                 "recipientEmail": "reporter@example.com"}

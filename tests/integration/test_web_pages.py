@@ -6,12 +6,12 @@ import httpx
 
 from pgbroker import jobs
 from tests.support import job_in
-from tests.web_fixtures import csrf_of, logged_in
-from tests.workload import probe_permanent
+from tests.support.web import csrf_of
+from tests.support.workload import probe_permanent
 
 
-def test_nothing_but_the_login_page_is_served_without_a_session(web_url):
-    anonymous = httpx.Client(base_url=web_url, follow_redirects=False)
+def test_nothing_but_the_login_page_is_served_without_a_session(web_client):
+    anonymous = web_client()
     for path in ("/", "/jobs", "/dead", "/workers", "/schedules", "/jobs/x"):
         answer = anonymous.get(path)
         assert (answer.status_code, answer.headers["location"]) == (303, "/login"), path
@@ -19,8 +19,8 @@ def test_nothing_but_the_login_page_is_served_without_a_session(web_url):
     assert anonymous.get("/login").status_code == 200
 
 
-def test_a_wrong_token_opens_no_session(web_url):
-    client = httpx.Client(base_url=web_url, follow_redirects=False)
+def test_a_wrong_token_opens_no_session(web_client):
+    client = web_client()
     answer = client.post("/login", data={"csrf_token": csrf_of(client.get("/login").text),
                                          "token": "guess"})
 
@@ -28,22 +28,21 @@ def test_a_wrong_token_opens_no_session(web_url):
     assert client.get("/").status_code == 303
 
 
-def test_the_session_cookie_is_signed_httponly_and_samesite_strict(web_url, web_config):
-    client = httpx.Client(base_url=web_url, follow_redirects=False)
+def test_the_session_cookie_is_signed_httponly_and_samesite_strict(web_client, web_config):
+    client = web_client()
     answer = client.post("/login", data={"csrf_token": csrf_of(client.get("/login").text),
                                          "token": web_config.admin_token})
 
     cookie = answer.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     assert web_config.admin_token.lower() not in cookie
-    forged = httpx.Client(base_url=web_url, follow_redirects=False,
-                          cookies={"pts_jobs_session": client.cookies["pts_jobs_session"][:-4]
+    forged = web_client(cookies={"pts_jobs_session": client.cookies["pts_jobs_session"][:-4]
                                    + "AAAA"})
     assert forged.get("/").status_code == 303
 
 
-def test_every_response_carries_the_security_headers(web_url, web_config):
-    admin = logged_in(web_url, web_config.admin_token)
+def test_every_response_carries_the_security_headers(web_client, web_url, web_config):
+    admin = web_client(web_config.admin_token)
     for answer in (admin.get("/"), httpx.get(web_url + "/login")):
         csp = answer.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
@@ -53,16 +52,16 @@ def test_every_response_carries_the_security_headers(web_url, web_config):
 
 
 def test_an_action_without_the_csrf_token_is_refused_and_changes_nothing(
-        broker, web_url, web_config):
-    admin = logged_in(web_url, web_config.admin_token)
+        web_client, broker, web_config):
+    admin = web_client(web_config.admin_token)
     for data in ({"queue": "probe-record", "confirmed": "yes"},
                  {"queue": "probe-record", "confirmed": "yes", "csrf_token": "forged"}):
         assert admin.post("/actions/pause", data=data).status_code == 403
     assert jobs.paused_queues(broker=broker) == []
 
 
-def test_an_admin_action_asks_for_confirmation_then_acts(broker, web_url, web_config):
-    admin = logged_in(web_url, web_config.admin_token)
+def test_an_admin_action_asks_for_confirmation_then_acts(web_client, broker, web_config):
+    admin = web_client(web_config.admin_token)
     token = csrf_of(admin.get("/").text)
     asked = admin.post("/actions/pause", data={"queue": "probe-record", "csrf_token": token})
     assert asked.status_code == 200 and "Pause queue?" in asked.text
@@ -77,11 +76,11 @@ def test_an_admin_action_asks_for_confirmation_then_acts(broker, web_url, web_co
 
 
 def test_a_viewer_may_look_but_not_act_and_sees_no_email_address(
-        broker, web_url, web_config, worker):
+        web_client, broker, web_config, worker):
     dead = probe_permanent.send(key="someone@example.com").message_id
     job_in(dead, "dead")
-    viewer = logged_in(web_url, web_config.viewer_token)
-    admin = logged_in(web_url, web_config.admin_token)
+    viewer = web_client(web_config.viewer_token)
+    admin = web_client(web_config.admin_token)
 
     page = viewer.get(f"/jobs/{dead}").text
     assert "someone@example.com" not in page and "s***@example.com" in page
@@ -93,13 +92,13 @@ def test_a_viewer_may_look_but_not_act_and_sees_no_email_address(
     assert jobs.get_job(dead, broker=broker).state == "dead"
 
 
-def test_the_job_list_filters_and_pages_by_keyset(broker, web_url, web_config, worker):
-    from tests.workload import probe_record
+def test_the_job_list_filters_and_pages_by_keyset(web_client, broker, web_config, worker):
+    from tests.support.workload import probe_record
 
     ids = [m.message_id for m in probe_record.send_many([{"key": f"k{i}"} for i in range(120)])]
     for message_id in ids:
         job_in(message_id, "done")
-    admin = logged_in(web_url, web_config.admin_token)
+    admin = web_client(web_config.admin_token)
 
     seen: list[str] = []
     url: str | None = "/jobs?queue=probe-record&state=done"
@@ -116,15 +115,15 @@ def test_the_job_list_filters_and_pages_by_keyset(broker, web_url, web_config, w
         "<tbody>")[1].split("</tbody>")[0]
 
 
-def test_the_workers_page_shows_who_holds_running_jobs(broker, web_url, web_config, worker):
-    from tests.actions_workload import probe_spin
-    from tests.fixtures import query
+def test_the_workers_page_shows_who_holds_running_jobs(web_client, broker, web_config, worker):
     from tests.support import wait_for
+    from tests.support.fixtures import query
+    from tests.support.workload import probe_spin
 
     spinning = probe_spin.send(key="held", seconds=30).message_id
     wait_for(lambda: query("SELECT count(*) FROM {schema}.test_runs WHERE key = 'held'")[0][0],
              what="the job to start")
-    admin = logged_in(web_url, web_config.admin_token)
+    admin = web_client(web_config.admin_token)
 
     page = admin.get("/workers").text
 
@@ -133,8 +132,8 @@ def test_the_workers_page_shows_who_holds_running_jobs(broker, web_url, web_conf
 
 
 def test_the_workers_page_reads_the_worker_registry_when_the_broker_keeps_one(
-        broker, web_url, web_config):
-    from tests.fixtures import query
+        web_client, broker, web_config):
+    from tests.support.fixtures import query
 
     # The registry's shape as the broker's 0008_workers migration makes it.
     query("""CREATE TABLE {schema}.workers (
@@ -149,7 +148,7 @@ def test_the_workers_page_reads_the_worker_registry_when_the_broker_keeps_one(
                   now()),
                  ('dead-host:42:bb', 'dead-host', 42, '{{}}', now() - interval '1 hour',
                   now() - interval '10 minutes', 20, 2, now())""")
-        page = logged_in(web_url, web_config.admin_token).get("/workers").text
+        page = web_client(web_config.admin_token).get("/workers").text
     finally:
         query("DROP TABLE {schema}.workers")
 
@@ -159,11 +158,11 @@ def test_the_workers_page_reads_the_worker_registry_when_the_broker_keeps_one(
 
 
 def test_hostile_text_in_a_job_is_shown_as_text_never_as_markup(
-        broker, web_url, web_config, worker):
+        web_client, broker, web_config, worker):
     hostile = '<script>alert(1)</script><img src=x onerror=alert(2)>'
     dead = probe_permanent.send(key=hostile).message_id
     job_in(dead, "dead")
-    admin = logged_in(web_url, web_config.admin_token)
+    admin = web_client(web_config.admin_token)
 
     for path in (f"/jobs/{dead}", "/jobs?state=dead", f"/jobs?error={hostile}"):
         page = admin.get(path, params=None).text

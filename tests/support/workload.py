@@ -123,3 +123,14 @@ def probe_solo(payload: Probe) -> None:
     record(payload.key, "start")
     time.sleep(payload.seconds)
     record(payload.key, "end")
+
+
+@job("probe_spin", Probe, policy=policy("probe-spin", max_retries=3,
+                                       time_limit=timedelta(seconds=60)))
+def probe_spin(payload: Probe) -> None:
+    """Runs until its time is up or it is cancelled (returns to Python often)."""
+    record(payload.key, "start")
+    deadline = time.monotonic() + payload.seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    record(payload.key, "end")

@@ -4,7 +4,7 @@ The layers, lowest first (a module may import its own unit and lower layers,
 never a higher one, not even inside a function):
 
     settings -> embedded, pgbroker -> pipeline, middleware -> admin_server
-    -> broker -> actors -> scheduler, demo, bench -> cli
+    -> broker -> actors -> scheduler, demo, web -> bench, cli
 
 ``broker.py`` sits below ``actors/`` because Dramatiq binds an actor to its
 broker when the actor is declared: actor modules import the broker module
@@ -29,8 +29,9 @@ LAYERS = {
     "admin_server": 3,
     "broker": 4,
     "actors": 5,
-    "scheduler": 6, "demo": 6, "bench": 6, "dev": 6,
-    "cli": 7,  # runs the scheduler
+    "scheduler": 6, "demo": 6, "dev": 6, "web": 6,
+    "bench": 7,  # bench.web_bench serves the dashboard
+    "cli": 7,  # runs the scheduler and the dashboard
 }
 SOURCES = sorted(
     path for unit in LAYERS

@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import re
 import secrets
-import socket
 import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import PIPELINE_SCHEMA
-from tests.support import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support import free_port, wait_for
+from tests.support.environment import PIPELINE_SCHEMA
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +24,7 @@ def web_config():
         admin_token=f"admin-{secrets.token_hex(8)}", viewer_token=f"viewer-{secrets.token_hex(8)}",
         api_token=f"api-{secrets.token_hex(8)}", session_secret=secrets.token_hex(16),
         session_max_age=3600, secure_cookies=False, pipeline_schema=PIPELINE_SCHEMA,
-        refresh_seconds=1,
+        refresh_seconds=1, cache_seconds=0,  # every test starts from empty tables
     )
 
 
@@ -39,10 +32,8 @@ def web_config():
 def web_url(broker, web_config) -> Iterator[str]:
     import uvicorn
 
-    import tests.actions_workload  # noqa: F401  (declares probe_spin)
-    from scheduler import periodic_actors
     from web.app import create_app
-    from web.server import job_types
+    from web.server import job_types, periodic_actors
 
     app = create_app(broker, web_config, job_types=job_types(broker),
                      periodic=periodic_actors(broker))
@@ -56,13 +47,24 @@ def web_url(broker, web_config) -> Iterator[str]:
     thread.join(10)
 
 
-def logged_in(web_url: str, token: str) -> httpx.Client:
-    """A client holding a session opened with ``token``."""
-    client = httpx.Client(base_url=web_url, follow_redirects=False, timeout=10)
-    answer = client.post("/login", data={"csrf_token": csrf_of(client.get("/login").text),
-                                         "token": token})
-    assert answer.status_code == 303, answer.text
-    return client
+@pytest.fixture
+def web_client(web_url) -> Iterator:
+    """Make HTTP clients of the dashboard, logged in with a token if given;
+    all are closed at the end of the test."""
+    opened: list[httpx.Client] = []
+
+    def make(token: str | None = None, **options) -> httpx.Client:
+        client = httpx.Client(base_url=web_url, follow_redirects=False, timeout=10, **options)
+        opened.append(client)
+        if token is not None:
+            answer = client.post("/login", data={
+                "csrf_token": csrf_of(client.get("/login").text), "token": token})
+            assert answer.status_code == 303, answer.text
+        return client
+
+    yield make
+    for client in opened:
+        client.close()
 
 
 def csrf_of(html: str) -> str:
