@@ -13,7 +13,10 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Mapping
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from .config import WebConfig
@@ -63,6 +66,39 @@ def api_role(config: WebConfig, authorization: str | None) -> Literal["producer"
         if token and hmac.compare_digest(given, token.encode()) and found is None:
             found = role
     return found  # type: ignore[return-value]
+
+
+class LoginThrottle:
+    """Refuse logins from a client that failed ``limit`` times in ``window`` s.
+
+    Tokens may be guessed; this bounds a client to ``limit`` guesses per window.
+    In memory, per process: enough for one dashboard server.
+    """
+
+    def __init__(self, limit: int = 10, window: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str) -> deque[float]:
+        failures = self._failures.setdefault(client, deque())
+        while failures and failures[0] <= self.clock() - self.window:
+            failures.popleft()
+        return failures
+
+    def allowed(self, client: str) -> bool:
+        with self._lock:
+            allowed = len(self._recent(client)) < self.limit
+            if not self._failures.get(client):
+                self._failures.pop(client, None)
+            return allowed
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            self._recent(client).append(self.clock())
+            if len(self._failures) > 10_000:  # a flood of addresses: forget the oldest
+                self._failures.pop(next(iter(self._failures)))
 
 
 def log_in(session: dict[str, Any], role: Role, token: str) -> None:

@@ -61,6 +61,7 @@ class JobFilter:
     queue_name: str | None = None
     state: str | None = None
     actor_name: str | None = None
+    priority: int | None = None
     since: datetime | None = None
     until: datetime | None = None
     error: str | None = None
@@ -76,7 +77,8 @@ class JobFilter:
             like = f"%{escaped}%"
         return {
             "queue_name": self.queue_name, "db_state": db_state, "due": due,
-            "actor_name": self.actor_name, "since": self.since, "until": self.until,
+            "actor_name": self.actor_name, "priority": self.priority, "since": self.since,
+            "until": self.until,
             "error_like": like, "before_at": self.before_at,
             "before_id": self.before_id if self.before_at else None, "limit": limit,
         }

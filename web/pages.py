@@ -28,7 +28,7 @@ from starlette.templating import Jinja2Templates
 from pgbroker import JobNotFound, PostgresBroker, jobs
 
 from . import charts
-from .auth import CSRF_FIELD, csrf_ok, csrf_token, log_in, mask, role_of_token
+from .auth import CSRF_FIELD, LoginThrottle, csrf_ok, csrf_token, log_in, mask, role_of_token
 from .config import WebConfig
 from .data import STATES, Dashboard, JobFilter
 
@@ -162,6 +162,7 @@ class Pages:
         self.job_types = dict(job_types)
         self.periodic = list(periodic)
         self.data = Dashboard(broker, config.pipeline_schema, config.cache_seconds)
+        self.throttle = LoginThrottle()
         self.templates = Jinja2Templates(directory=str(TEMPLATES))
         env = self.templates.env
         env.filters.update(ago=ago, duration=duration, ts=timestamp, diff=diff_lines)
@@ -216,9 +217,14 @@ class Pages:
         if not csrf_ok(request.session, str(form.get(CSRF_FIELD, ""))):
             return self.render(request, "login.html", {"error": "The form expired: try again."},
                                status=403)
+        if not self.throttle.allowed(_client(request)):
+            return self.render(request, "login.html", {
+                "error": "Too many wrong tokens from this address: wait a few minutes."},
+                status=429)
         token = str(form.get("token", ""))
         role = role_of_token(self.config, token)
         if role is None:
+            self.throttle.failed(_client(request))
             logger.warning("failed dashboard login from %s", _client(request))
             return self.render(request, "login.html", {"error": "That token is not valid."},
                                status=401)
@@ -269,6 +275,13 @@ class Pages:
 
     async def workers(self, request: Request) -> Response:
         view = await run_in_threadpool(self.data.workers)
+        for job in view["running"]:
+            # Slow or stuck: past its time limit (TimeLimit should have stopped
+            # it), or its worker stopped renewing the lease.
+            actor = self.broker.actors.get(job["actor_name"])
+            limit_ms = actor.options.get("time_limit") if actor is not None else None
+            job["over_limit"] = bool(limit_ms and job["running_seconds"] > limit_ms / 1000)
+            job["limit_seconds"] = limit_ms / 1000 if limit_ms else None
         return self.render(request, "workers.html", view)
 
     async def schedules(self, request: Request) -> Response:
@@ -311,11 +324,13 @@ class Pages:
 def parse_filter(q: Mapping[str, str]) -> tuple[JobFilter, dict[str, str]]:
     """The job list's filter from the query string; unknown values are dropped."""
     chosen = {key: q.get(key, "").strip()[:200] for key in
-              ("queue", "state", "job_type", "range", "from", "to", "error")}
+              ("queue", "state", "job_type", "priority", "range", "from", "to", "error")}
     if chosen["state"] not in STATES:
         chosen["state"] = ""
     if chosen["range"] not in RANGES:
         chosen["range"] = ""
+    if not chosen["priority"].lstrip("-").isdigit() or len(chosen["priority"]) > 4:
+        chosen["priority"] = ""
     since = datetime.now(UTC) - RANGES[chosen["range"]] if chosen["range"] else None
     # From and to: the form's datetime-local values, read as UTC.
     bounds: dict[str, datetime | None] = {}
@@ -337,6 +352,7 @@ def parse_filter(q: Mapping[str, str]) -> tuple[JobFilter, dict[str, str]]:
     where = JobFilter(
         queue_name=chosen["queue"] or None, state=chosen["state"] or None,
         actor_name=chosen["job_type"] or None, since=since, until=bounds["to"],
+        priority=int(chosen["priority"]) if chosen["priority"] else None,
         error=chosen["error"] or None,
         before_at=before_at, before_id=before_id,
     )

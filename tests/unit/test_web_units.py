@@ -157,3 +157,22 @@ def test_a_patch_is_coloured_line_by_line_and_escaped():
     shown = str(diff_lines("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-<old>\n+new"))
     assert '<span class="d-del">-&lt;old&gt;</span>' in shown
     assert '<span class="d-add">+new</span>' in shown and "--- a/x" in shown
+
+
+def test_logins_from_a_client_that_keeps_failing_are_refused_for_a_while():
+    now = [0.0]
+    throttle = auth.LoginThrottle(limit=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert throttle.allowed("10.0.0.1")
+        throttle.failed("10.0.0.1")
+
+    assert not throttle.allowed("10.0.0.1")
+    assert throttle.allowed("10.0.0.2")  # another client is not held back
+    now[0] = 61
+    assert throttle.allowed("10.0.0.1")
+
+
+def test_the_priority_filter_takes_whole_numbers_only():
+    assert parse_filter({"priority": "-10"})[0].priority == -10
+    assert parse_filter({"priority": "1e9"})[0].priority is None
+    assert parse_filter({"priority": "99999"})[0].priority is None

@@ -58,6 +58,7 @@ WHERE (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s)
   AND (%(db_state)s::text IS NULL OR "state" = %(db_state)s::{schema}."state")
   AND (%(due)s::boolean IS NULL OR (available_at <= now()) = %(due)s)
   AND (%(actor_name)s::text IS NULL OR message ->> 'actor_name' = %(actor_name)s)
+  AND (%(priority)s::int IS NULL OR priority = %(priority)s)
   AND (%(since)s::timestamptz IS NULL OR enqueued_at >= %(since)s)
   AND (%(until)s::timestamptz IS NULL OR enqueued_at < %(until)s)
   AND (%(error_like)s::text IS NULL OR last_error ILIKE %(error_like)s)
@@ -93,7 +94,9 @@ ORDER BY lease_owner;
 -- running_jobs --
 -- Running jobs, oldest first.
 SELECT message_id::text AS id, queue_name, message ->> 'actor_name' AS actor_name,
-       lease_owner, started_at, lease_expires_at, attempts
+       lease_owner, started_at, lease_expires_at, attempts,
+       extract(epoch FROM now() - started_at)::float8 AS running_seconds,
+       lease_expires_at < now() AS lapsed
 FROM {schema}."queue"
 WHERE "state" = 'consumed'
 ORDER BY started_at
