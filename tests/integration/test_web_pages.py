@@ -167,3 +167,20 @@ def test_hostile_text_in_a_job_is_shown_as_text_never_as_markup(
     for path in (f"/jobs/{dead}", "/jobs?state=dead", f"/jobs?error={hostile}"):
         page = admin.get(path, params=None).text
         assert "<script>alert" not in page and "<img src=x" not in page, path
+
+
+def test_a_job_running_past_its_time_limit_or_with_a_lapsed_lease_is_flagged(
+        web_client, broker, web_config):
+    from tests.support.fixtures import query
+
+    # Rows as a stuck worker leaves them; no worker runs here to rescue them.
+    for lease, started in (("now() + interval '1 hour'", "now() - interval '1 hour'"),
+                           ("now() - interval '1 minute'", "now() - interval '2 minutes'")):
+        query(f"""INSERT INTO {{schema}}."queue" (message_id, queue_name, "state", message,
+                  lease_owner, lease_expires_at, started_at, attempts)
+                  VALUES (gen_random_uuid(), 'probe-busy', 'consumed',
+                          '{{{{"actor_name": "probe_busy"}}}}', 'stuck:1:x', {lease}, {started}, 1)""")
+
+    page = web_client(web_config.admin_token).get("/workers").text
+
+    assert "over time limit</span>" in page and "lease lapsed</span>" in page
