@@ -179,7 +179,8 @@ def test_a_job_running_past_its_time_limit_or_with_a_lapsed_lease_is_flagged(
         query(f"""INSERT INTO {{schema}}."queue" (message_id, queue_name, "state", message,
                   lease_owner, lease_expires_at, started_at, attempts)
                   VALUES (gen_random_uuid(), 'probe-busy', 'consumed',
-                          '{{{{"actor_name": "probe_busy"}}}}', 'stuck:1:x', {lease}, {started}, 1)""")
+                          '{{{{"actor_name": "probe_busy"}}}}', 'stuck:1:x', {lease},
+                          {started}, 1)""")
 
     page = web_client(web_config.admin_token).get("/workers").text
 
