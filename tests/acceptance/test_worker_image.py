@@ -47,7 +47,7 @@ class SlowSmtp:
     messages: list[bytes] = field(default_factory=list)
     receiving: int = 0  # DATA commands being held
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, server, session, envelope):
         self.receiving += 1
         await asyncio.sleep(self.delay)
         self.receiving -= 1
@@ -147,9 +147,9 @@ def messages_processed(metrics: str, actor: str) -> float:
 
 def test_the_image_runs_its_worker_as_a_non_root_user(container):
     assert inspect(container.name)["Config"]["User"] == "worker"
-    uids = docker("top", container.name, "-o", "uid,args")
+    uids = docker("top", container.name, "-o", "pid,uid,args")
     worker_lines = [line for line in uids.splitlines() if "dramatiq" in line]
-    assert worker_lines and all(line.split()[0] != "0" for line in worker_lines), uids
+    assert worker_lines and all(line.split()[1] != "0" for line in worker_lines), uids
     assert docker("exec", container.name, "id", "-u").strip() != "0"
 
 
@@ -209,7 +209,8 @@ def test_docker_stop_lets_a_job_in_flight_finish_and_the_container_exits_0(conta
     with Stopwatch() as stop:
         docker("stop", "--time", str(GRACE_S), container.name, timeout=GRACE_S + 30)
     state = inspect(container.name)["State"]
-    MEASURED["docker stop -> exit, job in flight"] = f"{stop.seconds:.1f} s (the job had up to 4 s left)"
+    MEASURED["docker stop -> exit, job in flight"] = (
+        f"{stop.seconds:.1f} s (the job had up to 4 s left)")
 
     assert state["ExitCode"] == 0, logs(container.name)[-3000:]
     assert stop.seconds < GRACE_S, "the container was killed, not stopped"
