@@ -8,6 +8,7 @@ kept in memory and never relayed.
 """
 
 import json
+import signal
 import sys
 import threading
 import urllib.request
@@ -96,10 +97,16 @@ def main() -> int:
                 return 0 if answer.status == 200 else 1
         except OSError:
             return 1
+    # As PID 1 the process has no default SIGTERM action: without this, docker
+    # stop would wait out its grace and kill it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     controller = Controller(Catcher(), hostname="0.0.0.0", port=1025)
     controller.start()
     print("mailpit stand-in: SMTP :1025, HTTP :8025", flush=True)
-    ThreadingHTTPServer(("0.0.0.0", 8025), Api).serve_forever()
+    try:
+        ThreadingHTTPServer(("0.0.0.0", 8025), Api).serve_forever()
+    finally:
+        controller.stop()
     return 0
 
 
