@@ -114,7 +114,7 @@ class Stack:
         return answer["data"]
 
 
-def test_override(config: dict, worker_image: str, path: Path) -> Path:
+def override_for_tests(config: dict, worker_image: str, path: Path) -> Path:
     """A test-only override: the worker services build under the acceptance tag
     (not over a user's pts-jobs-worker), and each health check, the stack's own,
     is polled every second instead of its production interval (30-60 s)."""
@@ -125,7 +125,8 @@ def test_override(config: dict, worker_image: str, path: Path) -> Path:
         override: dict = services.setdefault(name, {})
         if "build" in spec:
             override["image"] = worker_image
-        if not (spec.get("healthcheck") or {}).get("disable"):
+        check = spec.get("healthcheck") or {}
+        if not check.get("disable") and check.get("test") != ["NONE"]:
             override["healthcheck"] = {"interval": "1s", "start_period": "1s"}
     document: dict = {"services": services}
     if "version" in config:
@@ -150,7 +151,7 @@ def stack(source_tree, worker_image, tmp_path_factory) -> Iterator[Stack]:
     env["COMPOSE_FILE"] = os.pathsep.join(files)
     stack = Stack(command, source_tree, env, {})
     stack.config = yaml.safe_load(stack.compose("config"))
-    extra = test_override(stack.config, worker_image,
+    extra = override_for_tests(stack.config, worker_image,
                           tmp_path_factory.mktemp("compose") / "test-override.yml")
     env["COMPOSE_FILE"] = os.pathsep.join([*files, str(extra)])
     MEASURED["compose files"] = ", ".join(files)
