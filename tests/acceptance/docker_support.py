@@ -16,8 +16,10 @@ import subprocess
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -88,12 +90,41 @@ def image_size_mb(image: str) -> float:
     return int(docker("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
 
 
-class TcpProxy:
-    """Forwards 127.0.0.1:``port`` to ``target``; ``cut()`` drops every connection
-    and refuses new ones, as a database that went away; ``restore()`` undoes it."""
+def database_upstream(url: str) -> Callable[[], socket.socket]:
+    """Connects to the PostgreSQL of ``url``: TCP, or the unix socket of a
+    ``?host=/dir`` URL (the embedded server listens only there)."""
+    parts = urlsplit(url)
+    params = parse_qs(parts.query)
+    socket_dir = params.get("host", [parts.hostname or ""])[0]
+    port = int(params.get("port", [parts.port or 5432])[0])
+    if socket_dir.startswith("/"):
+        path = f"{socket_dir}/.s.PGSQL.{port}"
 
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
+        def unix() -> socket.socket:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(5)
+            sock.connect(path)
+            return sock
+        return unix
+    return lambda: socket.create_connection((socket_dir or "127.0.0.1", port), timeout=5)
+
+
+def url_through(url: str, port: int) -> str:
+    """``url`` pointed at 127.0.0.1:``port`` (a proxy in front of its server)."""
+    parts = urlsplit(url)
+    auth = parts.netloc.rpartition("@")[0]
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")])
+    netloc = f"{auth}@127.0.0.1:{port}" if auth else f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:``port`` to ``connect()``; ``cut()`` drops every
+    connection and refuses new ones, as a database that went away; ``restore()``
+    undoes it."""
+
+    def __init__(self, connect: Callable[[], socket.socket]) -> None:
+        self.connect = connect
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener = self._listen(0)
@@ -114,7 +145,7 @@ class TcpProxy:
             except OSError:
                 return  # closed by cut()
             try:
-                upstream = socket.create_connection(self.target, timeout=5)
+                upstream = self.connect()
             except OSError:
                 client.close()
                 continue
