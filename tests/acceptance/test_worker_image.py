@@ -33,7 +33,7 @@ from tests.acceptance.docker_support import (
     inspect,
     url_through,
 )
-from tests.conftest import DATABASE_URL, RUN, SCHEMA, TEST_ENV
+from tests.conftest import DATABASE_URL, ROOT, RUN, SCHEMA, TEST_ENV
 from tests.fixtures import db
 from tests.support import job_in, wait_for
 from tests.test_metrics import free_port, get
@@ -221,3 +221,18 @@ def test_the_image_holds_the_worker_and_nothing_of_development(worker_image):
     added = image_size_mb(worker_image) - image_size_mb("python:3.11-slim")
     MEASURED["worker image layers over python:3.11-slim"] = f"{added:.0f} MB"
     assert added < 120, f"the project adds {added:.0f} MB to its base image"
+
+
+def test_the_build_context_leaves_out_what_a_checkout_accumulates(docker_engine, tmp_path):
+    """The working tree as `docker build .` sends it, through .dockerignore."""
+    tag = f"pts-accept-context-{RUN}"
+    dockerfile = "FROM python:3.11-slim\nCOPY . /context\n"
+    docker("build", "-q", "-f", "-", "-t", tag, str(ROOT), input=dockerfile, timeout=300)
+    try:
+        sent = set(docker("run", "--rm", "--network", "none", tag,
+                          "ls", "-A", "/context").split())
+    finally:
+        docker("rmi", "--force", tag, check=False)
+    assert {"pyproject.toml", "constraints.txt", "actors", "pgbroker"} <= sent
+    assert not sent & {".git", ".venv", ".pgdata", ".env", ".workspace", "build", "tests",
+                       ".pytest_cache", ".mypy_cache", "pts_jobs.egg-info"}, sent
