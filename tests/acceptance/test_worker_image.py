@@ -175,13 +175,17 @@ def test_metrics_answer_from_the_container(container):
 
 def test_the_health_check_turns_unhealthy_when_the_database_is_unreachable(start_container):
     worker = start_container("health")
-    worker.proxy.cut()
-    wait_for(lambda: health(worker.name) != "healthy", timeout=30, interval=0.2,
-             what="the health check to notice the database is gone")
-    assert health(worker.name) == "unhealthy"
-    worker.proxy.restore()
-    wait_for(lambda: health(worker.name) == "healthy", timeout=30, interval=0.2,
-             what="the health check to see the database back")
+    try:
+        worker.proxy.cut()
+        wait_for(lambda: health(worker.name) != "healthy", timeout=30, interval=0.2,
+                 what="the health check to notice the database is gone")
+        assert health(worker.name) == "unhealthy"
+        worker.proxy.restore()
+        wait_for(lambda: health(worker.name) == "healthy", timeout=30, interval=0.2,
+                 what="the health check to see the database back")
+    finally:
+        # One worker container at a time: the other tests know who ran their jobs.
+        docker("rm", "--force", worker.name)
 
 
 def test_docker_stop_lets_a_job_in_flight_finish_and_the_container_exits_0(container, smtp):
@@ -198,16 +202,16 @@ def test_docker_stop_lets_a_job_in_flight_finish_and_the_container_exits_0(conta
 
     with Stopwatch() as stop:
         docker("stop", "--time", str(GRACE_S), container.name, timeout=GRACE_S + 30)
-    state = inspect(container.name)["State"]
+    state, output = inspect(container.name)["State"], logs(container.name)
+
+    assert state["ExitCode"] == 0, output[-3000:]
+    assert stop.seconds < GRACE_S, "the container was killed, not stopped"
+    assert len(handler.messages) == sent_before + 1, output[-3000:]
+    assert job_in(message.message_id, "done", timeout=5).attempts == 1
+    assert "Traceback" not in output
     after_job = stop.started + stop.seconds - handler.accepted_at[-1]
     MEASURED["docker stop -> exit, job in flight"] = (
         f"{stop.seconds:.1f} s, of which {after_job:.1f} s after the job finished")
-
-    assert state["ExitCode"] == 0, logs(container.name)[-3000:]
-    assert stop.seconds < GRACE_S, "the container was killed, not stopped"
-    assert job_in(message.message_id, "done", timeout=5).attempts == 1
-    assert len(handler.messages) == sent_before + 1
-    assert "Traceback" not in logs(container.name)
 
 
 def test_the_image_holds_the_worker_and_nothing_of_development(worker_image):
