@@ -29,7 +29,7 @@ def addresses(header) -> list[dict]:
 
 
 class Catcher:
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, server, session, envelope):
         parsed = message_from_bytes(envelope.content, policy=policy.default)
         body = parsed.get_body(preferencelist=("plain",))
         html = parsed.get_body(preferencelist=("html",))
@@ -62,7 +62,7 @@ class Api(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         path = self.path.split("?", 1)[0]
         with LOCK:
             messages = list(MESSAGES)
@@ -78,7 +78,7 @@ class Api(BaseHTTPRequestHandler):
         else:
             self.reply(404, {"error": "not found"})
 
-    def do_DELETE(self):  # noqa: N802
+    def do_DELETE(self):
         if self.path.split("?", 1)[0] == "/api/v1/messages":
             with LOCK:
                 MESSAGES.clear()
