@@ -27,10 +27,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.acceptance.docker_support import MEASURED, Stopwatch, docker, health, inspect
+from tests.acceptance.docker_support import (
+    MEASURED,
+    Stopwatch,
+    docker,
+    free_port,
+    get,
+    health,
+    inspect,
+)
 from tests.conftest import RUN
 from tests.support import wait_for
-from tests.test_metrics import free_port, get
 
 OVERRIDE = "docker-compose.registry-less.yml"
 

@@ -28,6 +28,8 @@ from tests.acceptance.docker_support import (
     TcpProxy,
     database_upstream,
     docker,
+    free_port,
+    get,
     health,
     image_size_mb,
     inspect,
@@ -36,7 +38,6 @@ from tests.acceptance.docker_support import (
 from tests.conftest import DATABASE_URL, ROOT, RUN, SCHEMA, TEST_ENV
 from tests.fixtures import db
 from tests.support import job_in, wait_for
-from tests.test_metrics import free_port, get
 
 GRACE_S = 30  # docker stop's grace in these tests
 SHUTDOWN_TIMEOUT_MS = 20_000  # < the grace: jobs get 20 s, the container 30 s
