@@ -16,8 +16,6 @@ import subprocess
 import tarfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.environment import ROOT
 
 # Figures the Docker tests measure, printed at the end of the run.
 MEASURED: dict[str, str] = {}
@@ -86,21 +84,6 @@ def committed_tree(into: Path) -> Path:
         tar.extractall(tree, filter="tar")
     archive.unlink()
     return tree
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(url: str) -> tuple[int, str]:
-    """(status, body) of GET ``url``."""
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def image_size_mb(image: str) -> float:

@@ -31,13 +31,11 @@ from tests.acceptance.docker_support import (
     MEASURED,
     Stopwatch,
     docker,
-    free_port,
-    get,
     health,
     inspect,
 )
-from tests.conftest import RUN
-from tests.support import wait_for
+from tests.support import free_port, http_get, wait_for
+from tests.support.environment import RUN
 
 OVERRIDE = "docker-compose.registry-less.yml"
 
@@ -114,7 +112,7 @@ class Stack:
 
     def prometheus(self, path: str, **params: str) -> dict:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        status, body = get(f"http://127.0.0.1:{self.port('PROMETHEUS_PORT')}{path}{query}")
+        status, body = http_get(f"http://127.0.0.1:{self.port('PROMETHEUS_PORT')}{path}{query}")
         assert status == 200, body
         answer = json.loads(body)
         assert answer["status"] == "success", answer
@@ -202,7 +200,7 @@ def test_a_bug_report_goes_through_the_pipeline_and_its_mail_reaches_the_catcher
     reporter = f"reporter-{uuid.uuid4().hex[:8]}@example.com"
     script = (
         "import actors\n"
-        "from pipeline.bug_reports import receive\n"
+        "from actors.process_bug_report import receive\n"
         "bug = receive(raw_text='The login button does nothing when clicked',"
         f" reporter_email={reporter!r})\n"
         "actors.process_bug_report.send(bug_report_id=bug)\n"
@@ -210,7 +208,7 @@ def test_a_bug_report_goes_through_the_pipeline_and_its_mail_reaches_the_catcher
     stack.compose("exec", "-T", "worker", "python", "-c", script, timeout=60)
 
     def caught() -> list[dict]:
-        status, body = get(f"http://127.0.0.1:{stack.port('MAILPIT_PORT')}/api/v1/messages")
+        status, body = http_get(f"http://127.0.0.1:{stack.port('MAILPIT_PORT')}/api/v1/messages")
         assert status == 200, body
         return [message for message in json.loads(body)["messages"]
                 if any(to["Address"] == reporter for to in message["To"])]

@@ -28,16 +28,14 @@ from tests.acceptance.docker_support import (
     TcpProxy,
     database_upstream,
     docker,
-    free_port,
-    get,
     health,
     image_size_mb,
     inspect,
     url_through,
 )
-from tests.conftest import DATABASE_URL, ROOT, RUN, SCHEMA, TEST_ENV
-from tests.fixtures import db
-from tests.support import job_in, wait_for
+from tests.support import free_port, http_get, job_in, wait_for
+from tests.support.environment import DATABASE_URL, ROOT, RUN, SCHEMA, TEST_ENV
+from tests.support.fixtures import db
 
 GRACE_S = 30  # docker stop's grace in these tests
 SHUTDOWN_TIMEOUT_MS = 20_000  # < the grace: jobs get 20 s, the container 30 s
@@ -77,7 +75,7 @@ class Worker:
     metrics_port: int
 
     def metrics(self) -> str:
-        status, text = get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        status, text = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
         assert status == 200
         return text
 
@@ -146,7 +144,7 @@ def test_the_image_runs_its_worker_as_a_non_root_user(container):
 
 def test_a_job_sent_with_actor_send_completes_inside_the_container(container):
     import actors
-    from pipeline.bug_reports import receive
+    from actors.process_bug_report import receive
 
     before = messages_processed(container.metrics(), "process_bug_report")
     message = actors.process_bug_report.send(bug_report_id=receive(raw_text="Login does nothing"))
@@ -157,7 +155,7 @@ def test_a_job_sent_with_actor_send_completes_inside_the_container(container):
 
 
 def test_a_job_added_with_sql_add_job_completes_inside_the_container(container):
-    from pipeline.bug_reports import receive
+    from actors.process_bug_report import receive
 
     bug = receive(raw_text="Checkout crashes on submit")
     with db() as conn, conn.cursor() as cur:
@@ -191,7 +189,7 @@ def test_the_health_check_turns_unhealthy_when_the_database_is_unreachable(start
 
 def test_docker_stop_lets_a_job_in_flight_finish_and_the_container_exits_0(container, smtp):
     import actors
-    from pipeline.bug_reports import receive
+    from actors.process_bug_report import receive
 
     handler, _ = smtp
     handler.delay, sent_before = 4.0, len(handler.messages)
