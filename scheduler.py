@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -62,6 +63,10 @@ def periodic_actors(broker) -> list:
     return [actor for actor in broker.actors.values() if "periodic" in actor.options]
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(modules: Sequence[str] = ("actors",)) -> int:
     """Run the scheduler until interrupted. Returns the exit code."""
     for module in modules:
@@ -74,6 +79,9 @@ def main(modules: Sequence[str] = ("actors",)) -> int:
         logger.info("%-20s %s@%s", actor.options["periodic"], actor.actor_name,
                     actor.queue_name)
     scheduler = DedupingScheduler(actors=actors)
+    # SIGTERM (docker stop, compose down) stops it like Ctrl-C. As a container's
+    # PID 1 it would otherwise be ignored, and the scheduler killed at the grace.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         scheduler.schedule()  # sends what is due this minute; a restart is harmless
         scheduler.loop()

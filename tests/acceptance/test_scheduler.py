@@ -26,14 +26,17 @@ class SchedulerProcess:
     def said(self, text: str) -> bool:
         return text in self.log_path.read_text()
 
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, sig: int = signal.SIGINT) -> int | None:
+        """Its exit code, or None when it had to be killed."""
+        self.proc.send_signal(sig)
         try:
-            self.proc.wait(timeout=10)
+            code: int | None = self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+            code = None
         self.log.close()
+        return code
 
 
 @pytest.fixture
@@ -70,3 +73,11 @@ def test_a_scheduler_restarted_within_a_minute_does_not_send_the_tick_again(sche
     wait_for(lambda: again.said("probe_tick at"), timeout=30, what="the restart's tick")
 
     assert all(jobs == 1 for _, jobs in ticks())
+
+
+def test_sigterm_stops_the_scheduler_cleanly(schedulers):
+    scheduler = schedulers()
+    wait_for(lambda: scheduler.said("probe_tick at"), timeout=30, what="the first tick")
+
+    assert scheduler.stop(signal.SIGTERM) == 0
+    assert scheduler.said("scheduler stopped")
