@@ -93,7 +93,7 @@ def start_container(worker_image, broker, smtp) -> Iterator:
         proxy = TcpProxy(database_upstream(DATABASE_URL))
         worker = Worker(f"pts-accept-{RUN}-{label}", proxy, free_port())
         env = {**TEST_ENV, "DATABASE_URL": url_through(DATABASE_URL, proxy.port),
-               "JOBS_SMTP_URL": f"smtp://127.0.0.1:{smtp[1]}",
+               "JOBS_SMTP_URL": f"smtp://127.0.0.1:{smtp[1]}", "JOBS_SMTP_TLS": "optional",
                "JOBS_METRICS_PORT": str(worker.metrics_port),
                "DRAMATIQ_PROCESSES": "1", "DRAMATIQ_THREADS": "2",
                "DRAMATIQ_SHUTDOWN_TIMEOUT_MS": str(SHUTDOWN_TIMEOUT_MS)}
