@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -21,8 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
-import pytest
-
+from tests.support import require
 from tests.support.environment import ROOT
 
 # Figures the Docker tests measure, printed at the end of the run.
@@ -39,12 +37,8 @@ def require_docker() -> None:
                                 capture_output=True, text=True, timeout=30)
         if answer.returncode != 0:
             problem = f"no Docker engine answers ({answer.stderr.strip()[:200]})"
-    if problem is None:
-        return
     hint = "; `sudo bash .ci/docker-engine` starts one and makes the base images"
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the Docker tests, but {problem}{hint}", pytrace=False)
-    pytest.skip(f"{problem}{hint}")
+    require(problem is None, f"{problem}{hint}")
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True, **kwargs: Any) -> str:

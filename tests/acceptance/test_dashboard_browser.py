@@ -13,18 +13,17 @@ from pathlib import Path
 import pytest
 
 from pgbroker import jobs
-from tests.support import job_in, wait_for
+from tests.support import job_in, require, wait_for
 from tests.support.workload import probe_flaky, probe_record
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="no chromium (apt-get install chromium; .ci/run does)")
 
 
 @pytest.fixture
 def browser():
+    require(Path(CHROMIUM).exists(), "no chromium (apt-get install chromium; .ci/run does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

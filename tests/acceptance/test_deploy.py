@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from settings import load_settings
-from tests.support import free_port, http_get, job_in, wait_for
+from tests.support import free_port, http_get, job_in, require, wait_for
 from tests.support.environment import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -174,8 +174,8 @@ def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard():
     assert uids == {source["uid"]}
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_alert_rules_pass_promtool():
+    require(shutil.which("promtool") is not None, "promtool is not installed (apt: prometheus)")
     result = subprocess.run(["promtool", "check", "rules", ROOT / "monitoring/alerts.yml"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -19,23 +19,16 @@ from urllib.parse import urlsplit
 import pytest
 
 from pgbroker import PostgresBroker
-from tests.support import job_in, wait_for
+from tests.support import free_port, job_in, require, wait_for
 from tests.support.environment import DATABASE_URL, SCHEMA
 from tests.support.workload import probe_record
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def transaction_pooler() -> Iterator[str]:
-    if not os.path.exists(PGBOUNCER):
-        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
+    require(os.path.exists(PGBOUNCER), "pgbouncer is not installed (apt-get install pgbouncer)")
     target = urlsplit(DATABASE_URL)
     query = dict(part.split("=", 1) for part in target.query.split("&") if "=" in part)
     host = query.get("host") or target.hostname or "127.0.0.1"

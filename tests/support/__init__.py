@@ -6,6 +6,7 @@ Fixtures are in ``tests/support/fixtures.py``; the test actors in
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
@@ -14,9 +15,24 @@ import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
 
+import pytest
+
 from pgbroker.jobs import Job, get_job
 
 T = TypeVar("T")
+
+
+def require(present: bool, missing: str) -> None:
+    """Go on if ``present``; else skip on a laptop, fail in CI (where ``CI`` is set).
+
+    For tests that need a tool a laptop may lack (pgbouncer, promtool, Chromium,
+    Docker): CI installs each, so there a missing one is a broken CI, not a skip.
+    """
+    if present:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run this test, but {missing}", pytrace=False)
+    pytest.skip(missing)
 
 
 def wait_for(condition: Callable[[], T], *, timeout: float = 10, interval: float = 0.02,
