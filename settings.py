@@ -76,6 +76,24 @@ class Priority(enum.IntEnum):
     LOW = 10
 
 
+class SandboxLimits(BaseModel):
+    """What one fixer may use: enforced by the container (cgroups) or by rlimits.
+
+    ``memory`` and ``tmpfs`` are bytes (the tmpfs counts against ``memory``),
+    ``cpus`` a share of CPUs (1.5 = one and a half), ``pids`` the most
+    processes and threads at once.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    memory: Annotated[int, Field(ge=32 * 2**20)] = 2 * 2**30
+    cpus: Annotated[float, Field(gt=0, le=64)] = 1.0
+    pids: Annotated[int, Field(ge=8, le=100_000)] = 256
+    tmpfs: Annotated[int, Field(ge=2**20)] = 256 * 2**20
+    # Largest file it may write (RLIMIT_FSIZE): a fixer cannot fill the disk with one file.
+    file_size: Annotated[int, Field(ge=2**20)] = 2**30
+
+
 class JobPolicy(BaseModel):
     """How one job type is retried, limited and scheduled.
 
@@ -97,6 +115,8 @@ class JobPolicy(BaseModel):
     priority: Priority = Priority.NORMAL
     # How many jobs of this type one worker process runs at once (teamConcurrency).
     concurrency: Annotated[int, Field(ge=1, le=1000)]
+    # Limits of the sandbox this job type runs untrusted code in (execute_fix).
+    sandbox: SandboxLimits | None = None
 
     @property
     def min_backoff_ms(self) -> int:
@@ -130,7 +150,7 @@ DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
     "execute_fix": dict(
         queue="execute-fix", max_retries=3, first_retry_after=timedelta(seconds=60),
         backoff="exponential", time_limit=timedelta(minutes=45), priority=Priority.HIGH,
-        concurrency=1,
+        concurrency=1, sandbox=SandboxLimits(),
     ),
     "cleanup_container": dict(
         queue="cleanup-container", max_retries=5, first_retry_after=timedelta(seconds=10),
@@ -181,6 +201,63 @@ class Policies(BaseModel):
 
     def by_actor(self) -> dict[str, JobPolicy]:
         return {name: getattr(self, name) for name in DEFAULT_POLICIES}
+
+
+# The worker's own secrets and settings: never passed to a fixer, even when allow-listed.
+_NEVER_TO_FIXER = re.compile(r"^(DATABASE_URL|JOBS_.*|PG[A-Z]*|DOCKER_.*|PROMETHEUS_.*)$")
+
+
+class SandboxSettings(BaseModel):
+    """Where and how execute-fix runs the fixer (untrusted code): ``JOBS_SANDBOX__*``.
+
+    ``runtime``: ``docker`` (a locked-down container per attempt: the only
+    runtime for untrusted fixers), ``process`` (a restricted subprocess, for
+    the embedded demo and machines without Docker), or ``auto`` (docker when
+    the engine answers, else process, with a warning).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    runtime: Literal["auto", "docker", "process"] = "auto"
+    # The fixer's image; build it with Dockerfile.fixer.
+    image: str = "pts-fixer:latest"
+    # None: no network at all. A Docker network's name (say, one whose only way
+    # out is an egress proxy) when the fixer must reach a git host or a model API.
+    network: str | None = None
+    # Docker Engine address; None: DOCKER_HOST or the local socket.
+    docker_url: str | None = None
+    # Names of environment variables passed to the fixer besides its contract
+    # (FIX_JOB_ID, BUG_REPORT_JSON, SANDBOX, FIX_REPORT), e.g. a model API key.
+    env_allow: tuple[str, ...] = ()
+    # The fixer's user in the container (non-root).
+    uid: Annotated[int, Field(ge=1, le=2**31 - 1)] = 10001
+    # Process runtime, as root: each fix job runs as its own uid, from this base.
+    process_uid_base: Annotated[int, Field(ge=1000, le=2**31 - 2**17)] = 200_000
+    # Bytes of fixer output kept (the last ones), and the largest report read.
+    output_limit: Annotated[int, Field(ge=1024)] = 200_000
+    report_limit: Annotated[int, Field(ge=256)] = 64_000
+    # The fixer gets the job's time limit minus this, so the worker has time to
+    # stop it, take the patch and record the outcome before the job's own limit.
+    finish_margin: PositiveSeconds = timedelta(seconds=60)
+    # The sweeper removes containers and sandboxes of finished (or abandoned)
+    # fix jobs once they are older than this.
+    sweep_after: PositiveSeconds = timedelta(minutes=30)
+
+    @field_validator("env_allow")
+    @classmethod
+    def _no_worker_secrets(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        refused = [n for n in names if _NEVER_TO_FIXER.match(n)]
+        if refused:
+            raise ValueError(f"the worker's own variables are never given to a fixer: {refused}")
+        if any(not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n) for n in names):
+            raise ValueError("env_allow holds names of environment variables")
+        return names
+
+    def allowed_environment(self) -> dict[str, str]:
+        """The allow-listed variables that are set, with their values (read now)."""
+        import os
+
+        return {name: os.environ[name] for name in self.env_allow if name in os.environ}
 
 
 class Settings(BaseSettings):
@@ -270,6 +347,7 @@ class Settings(BaseSettings):
     # The command execute-fix runs inside the sandbox (the later phases' agent).
     # Unset: the fix fails with "no fixer configured".
     fixer_command: str | None = None
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     # Notifications: smtp://user:password@host:port (smtps:// for TLS). Unset:
     # notifications are rendered and recorded, not mailed.
     smtp_url: SecretStr | None = None

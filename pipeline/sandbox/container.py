@@ -1,0 +1,241 @@
+"""The container runtime: one locked-down, killable container per fix attempt.
+
+The container runs the fixer as a non-root user, on a read-only root
+filesystem with a tmpfs ``/tmp``, ``no-new-privileges``, every capability
+dropped, no network (unless the configuration names one), and cgroup limits
+on memory (no swap), CPU and processes. The only host path it sees is its own
+``work/`` directory (at ``/sandbox``): never the repository cache, the
+workspace, the Docker socket or the worker's environment.
+
+It is labelled with the fix job's id and attempt: a new attempt, the
+cleanup job and the sweeper find it by label and remove it. Removing a
+container kills every process in it: nothing the fixer started outlives it.
+Should the worker die, the fixer's own ``timeout`` (PID 2, under docker-init)
+still ends it a little after its deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import SandboxConfig
+from .layout import CONTAINER_ROOT
+from .report import CappedOutput, read_report
+from .runtime import FixerResult, FixerRun, SandboxError
+
+logger = logging.getLogger(__name__)
+
+LABEL_ROLE = "pts-jobs.role"
+LABEL_JOB = "pts-jobs.fix-job-id"
+LABEL_ATTEMPT = "pts-jobs.attempt"
+LABEL_WORKER = "pts-jobs.worker"
+ROLE = "fixer"
+_SLICE = 0.2
+# The in-container timeout fires this long after the worker's own deadline.
+_SELF_STOP_GRACE = 30
+
+
+def docker_client(config: SandboxConfig) -> Any:
+    """A client of the Docker engine that answered a ping.
+
+    Raises:
+        SandboxError: no engine answers (or the SDK is missing).
+    """
+    try:
+        import docker
+    except ImportError as missing:  # pragma: no cover - a dependency of the project
+        raise SandboxError("the docker package is not installed") from missing
+    try:
+        client = (docker.DockerClient(base_url=config.docker_url, timeout=30)
+                  if config.docker_url else docker.from_env(timeout=30))
+        client.ping()
+    except Exception as error:  # DockerException, requests' connection errors
+        raise SandboxError(f"no Docker engine answers: {type(error).__name__}") from None
+    return client
+
+
+class DockerRuntime:
+    name = "docker"
+    isolates = True
+
+    def __init__(self, config: SandboxConfig, client: Any) -> None:
+        self.config, self.client = config, client
+
+    def run(self, run: FixerRun) -> FixerResult:
+        from docker.errors import APIError, ImageNotFound
+
+        removed = self.cleanup(run.fix_job_id)  # what an earlier attempt left
+        if removed:
+            logger.warning("fix job %s: removed %s left by an earlier attempt",
+                           run.fix_job_id, ", ".join(removed))
+        started = time.monotonic()
+        output = CappedOutput(run.layout.output, self.config.output_limit)
+        container = None
+        try:
+            try:
+                container = self.client.containers.create(**self._spec(run))
+            except ImageNotFound:
+                raise SandboxError(
+                    f"fixer image {self.config.image} not found: build it with "
+                    f"docker build -f Dockerfile.fixer -t {self.config.image} .") from None
+            except APIError as error:
+                raise SandboxError(f"cannot create the fixer's container: {error}") from None
+            # Attached before it starts, so no output is missed.
+            stream = container.attach(stdout=True, stderr=True, stream=True, logs=False)
+            reader = threading.Thread(target=_copy, args=(stream, output), daemon=True,
+                                      name=f"fixer-output-{run.fix_job_id[:8]}")
+            reader.start()
+            container.start()
+            timed_out = self._wait(container, reader, run)
+            if timed_out:
+                container.kill()
+            state = self._final_state(container)
+            limit_hit = self._limit_hit(container, state)
+            reader.join(timeout=5)
+            return FixerResult(
+                exit_code=state.get("ExitCode"), output=output.text(), output_cut=output.cut,
+                report=read_report(run.layout.report, self.config.report_limit),
+                timed_out=timed_out, limit_hit=limit_hit,
+                seconds=time.monotonic() - started)
+        finally:
+            # Any exception lands here too (TimeLimitExceeded, the broker's
+            # lost-lease stop): the container and all it started go with it.
+            if container is not None:
+                self._remove(container)
+            output.close()
+
+    def _spec(self, run: FixerRun) -> dict[str, Any]:
+        from docker.types import LogConfig, Mount, Ulimit
+
+        config, limits = self.config, self.config.limits
+        root = str(CONTAINER_ROOT)
+        user = (f"{config.uid}:{config.uid}" if os.geteuid() == 0
+                else f"{os.geteuid()}:{os.getegid()}")  # never root, either way
+        seconds = max(int(run.seconds_left()) + _SELF_STOP_GRACE, 1)
+        network: dict[str, Any] = (
+            {"network": config.network} if config.network else {"network_mode": "none"})
+        return dict(
+            image=config.image,
+            command=["timeout", "-s", "KILL", str(seconds), *run.command],
+            name=f"pts-fix-{run.fix_job_id}-{run.attempt}",
+            labels={LABEL_ROLE: ROLE, LABEL_JOB: run.fix_job_id,
+                    LABEL_ATTEMPT: str(run.attempt),
+                    LABEL_WORKER: f"{socket.gethostname()}:{os.getpid()}"},
+            environment=run.environment(config, root, f"{root}/checkout"),
+            user=user,
+            working_dir=f"{root}/checkout",
+            mounts=[Mount(target=root, source=str(run.layout.work), type="bind")],
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs}"},
+            security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],
+            mem_limit=limits.memory,
+            memswap_limit=limits.memory,  # no swap on top
+            nano_cpus=int(limits.cpus * 1e9),
+            pids_limit=limits.pids,
+            ulimits=[Ulimit(name="fsize", soft=limits.file_size, hard=limits.file_size),
+                     Ulimit(name="core", soft=0, hard=0),
+                     Ulimit(name="nofile", soft=4096, hard=4096)],
+            init=True,  # reaps orphans, so zombies do not eat the pids limit
+            ipc_mode="private",
+            hostname="sandbox",
+            log_config=LogConfig(type="none"),  # its output goes to our capped file only
+            stdin_open=False, tty=False,
+            **network,
+        )
+
+    def _wait(self, container: Any, reader: threading.Thread, run: FixerRun) -> bool:
+        """Wait for the container to exit; True if the deadline came first."""
+        while True:
+            reader.join(timeout=_SLICE)
+            if not reader.is_alive():
+                # Output ended: usually the exit, unless the fixer closed its streams.
+                if not self.client.api.inspect_container(container.id)["State"]["Running"]:
+                    return False
+            if time.monotonic() >= run.deadline:
+                return True
+
+    def _final_state(self, container: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + 10
+        while True:
+            state = self.client.api.inspect_container(container.id)["State"]
+            if not state["Running"] or time.monotonic() > deadline:
+                return state
+            time.sleep(_SLICE)
+
+    def _limit_hit(self, container: Any, state: dict[str, Any]) -> str | None:
+        limits = self.config.limits
+        if state.get("OOMKilled"):
+            return f"fixer hit its memory limit ({limits.memory // 2**20} MiB) and was killed"
+        refused = _pids_refused(container.id)
+        if refused:
+            return (f"fixer hit its process limit ({limits.pids}): "
+                    f"{refused} forks refused")
+        return None
+
+    def _remove(self, container: Any) -> None:
+        from docker.errors import NotFound
+
+        try:
+            container.remove(force=True)  # SIGKILL to every process, then gone
+        except NotFound:
+            pass
+        except Exception:
+            # The sweeper and the next attempt find it by label.
+            logger.exception("could not remove container %s", container.id[:12])
+
+    def cleanup(self, fix_job_id: str) -> list[str]:
+        from docker.errors import NotFound
+
+        removed = []
+        for found in self.client.api.containers(
+                all=True, filters={"label": f"{LABEL_JOB}={fix_job_id}"}):
+            try:
+                self.client.api.remove_container(found["Id"], force=True)
+            except NotFound:
+                continue
+            removed.append(found["Names"][0].lstrip("/") if found.get("Names") else found["Id"])
+        return removed
+
+    def leftovers(self) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for item in self.client.api.containers(
+                all=True, filters={"label": f"{LABEL_ROLE}={ROLE}"}):
+            job_id = (item.get("Labels") or {}).get(LABEL_JOB)
+            if job_id:
+                found[job_id] = min(found.get(job_id, float(item["Created"])),
+                                    float(item["Created"]))
+        return found
+
+
+def _copy(stream: Any, output: CappedOutput) -> None:
+    try:
+        for chunk in stream:
+            output.write(chunk)
+    except Exception:  # the container was removed under the stream: output ends
+        logger.debug("fixer output stream ended", exc_info=True)
+
+
+def _pids_refused(container_id: str) -> int:
+    """Forks the pids cgroup refused, when the worker shares the engine's host."""
+    candidates = (
+        Path("/sys/fs/cgroup/pids/docker") / container_id / "pids.events",  # v1, cgroupfs
+        Path("/sys/fs/cgroup/pids/system.slice") / f"docker-{container_id}.scope" / "pids.events",
+        Path("/sys/fs/cgroup/system.slice") / f"docker-{container_id}.scope" / "pids.events",
+        Path("/sys/fs/cgroup/docker") / container_id / "pids.events",
+    )
+    for path in candidates:
+        try:
+            for line in path.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "max":
+                    return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
