@@ -36,7 +36,7 @@ LABEL_JOB = "pts-jobs.fix-job-id"
 LABEL_ATTEMPT = "pts-jobs.attempt"
 LABEL_WORKER = "pts-jobs.worker"
 ROLE = "fixer"
-_SLICE = 0.2
+_SLICE = 0.01  # also how often the pids cgroup is sampled (it goes with the container)
 # The in-container timeout fires this long after the worker's own deadline.
 _SELF_STOP_GRACE = 30
 
@@ -74,6 +74,7 @@ class DockerRuntime:
         if removed:
             logger.warning("fix job %s: removed %s left by an earlier attempt",
                            run.fix_job_id, ", ".join(removed))
+        run.layout.hand_to(self.config.uid, self.config.uid)
         started = time.monotonic()
         output = CappedOutput(run.layout.output, self.config.output_limit)
         container = None
@@ -92,11 +93,12 @@ class DockerRuntime:
                                       name=f"fixer-output-{run.fix_job_id[:8]}")
             reader.start()
             container.start()
-            timed_out = self._wait(container, reader, run)
+            refused = [0]
+            timed_out = self._wait(container, reader, run, refused)
             if timed_out:
-                container.kill()
+                self._kill(container)
             state = self._final_state(container)
-            limit_hit = self._limit_hit(container, state)
+            limit_hit = self._limit_hit(state, max(refused[0], _pids_at_limit(container.id)))
             reader.join(timeout=5)
             return FixerResult(
                 exit_code=state.get("ExitCode"), output=output.text(), output_cut=output.cut,
@@ -150,10 +152,16 @@ class DockerRuntime:
             **network,
         )
 
-    def _wait(self, container: Any, reader: threading.Thread, run: FixerRun) -> bool:
-        """Wait for the container to exit; True if the deadline came first."""
+    def _wait(self, container: Any, reader: threading.Thread, run: FixerRun,
+              refused: list[int]) -> bool:
+        """Wait for the container to exit; True if the deadline came first.
+
+        Samples the forks its pids cgroup refused while it runs: the engine
+        removes the cgroup, and the count, as soon as it exits.
+        """
         while True:
             reader.join(timeout=_SLICE)
+            refused[0] = max(refused[0], _pids_at_limit(container.id))
             if not reader.is_alive():
                 # Output ended: usually the exit, unless the fixer closed its streams.
                 if not self.client.api.inspect_container(container.id)["State"]["Running"]:
@@ -167,17 +175,23 @@ class DockerRuntime:
             state = self.client.api.inspect_container(container.id)["State"]
             if not state["Running"] or time.monotonic() > deadline:
                 return state
-            time.sleep(_SLICE)
+            time.sleep(0.1)
 
-    def _limit_hit(self, container: Any, state: dict[str, Any]) -> str | None:
+    def _limit_hit(self, state: dict[str, Any], refused: int) -> str | None:
         limits = self.config.limits
         if state.get("OOMKilled"):
             return f"fixer hit its memory limit ({limits.memory // 2**20} MiB) and was killed"
-        refused = _pids_refused(container.id)
         if refused:
-            return (f"fixer hit its process limit ({limits.pids}): "
-                    f"{refused} forks refused")
+            return f"fixer hit its process limit ({limits.pids}): forks were refused"
         return None
+
+    def _kill(self, container: Any) -> None:
+        from docker.errors import APIError
+
+        try:
+            container.kill()
+        except APIError:  # it exited meanwhile
+            pass
 
     def _remove(self, container: Any) -> None:
         from docker.errors import NotFound
@@ -222,20 +236,29 @@ def _copy(stream: Any, output: CappedOutput) -> None:
         logger.debug("fixer output stream ended", exc_info=True)
 
 
-def _pids_refused(container_id: str) -> int:
-    """Forks the pids cgroup refused, when the worker shares the engine's host."""
+def _pids_at_limit(container_id: str) -> int:
+    """Forks refused, or 1 if the container reached its pids limit (0 if not, or unknown).
+
+    Read from its pids cgroup when the worker shares the engine's host. Some
+    kernels leave cgroup v1's ``max`` event at 0 in the leaf, so a peak at
+    the limit counts too.
+    """
     candidates = (
-        Path("/sys/fs/cgroup/pids/docker") / container_id / "pids.events",  # v1, cgroupfs
-        Path("/sys/fs/cgroup/pids/system.slice") / f"docker-{container_id}.scope" / "pids.events",
-        Path("/sys/fs/cgroup/system.slice") / f"docker-{container_id}.scope" / "pids.events",
-        Path("/sys/fs/cgroup/docker") / container_id / "pids.events",
+        Path("/sys/fs/cgroup/pids/docker") / container_id,  # v1, cgroupfs driver
+        Path("/sys/fs/cgroup/pids/system.slice") / f"docker-{container_id}.scope",
+        Path("/sys/fs/cgroup/system.slice") / f"docker-{container_id}.scope",  # v2
+        Path("/sys/fs/cgroup/docker") / container_id,
     )
     for path in candidates:
         try:
-            for line in path.read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "max":
-                    return int(value)
+            events = dict(line.split() for line in
+                          (path / "pids.events").read_text().splitlines() if line.strip())
+            refused = int(events.get("max", 0))
+            limit = (path / "pids.max").read_text().strip()
+            peak = int((path / "pids.peak").read_text()) if (path / "pids.peak").exists() else 0
         except (OSError, ValueError):
             continue
+        if refused:
+            return refused
+        return 1 if limit.isdigit() and peak >= int(limit) else 0
     return 0

@@ -1,0 +1,278 @@
+"""Fixers written to attack, against both runtimes (``sandbox`` is parametrized).
+
+Where the process runtime cannot stop an attack, the test says so and checks
+what it does stop; the README's table lists both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.sandbox import checkout as sandbox_checkout
+from pipeline.sandbox.container import LABEL_JOB
+from tests.acceptance.conftest import ATTACKS, small_limits
+from tests.conftest import DATABASE_URL
+from tests.support import wait_for
+
+
+def last_json(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def host_addresses() -> list[str]:
+    """Loopback and this machine's other addresses (the Docker bridge's among them)."""
+    addresses = {"127.0.0.1"}
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout
+    addresses.update(a for a in out.split() if ":" not in a)
+    return sorted(addresses)
+
+
+def test_the_fixer_sees_no_secret_of_the_worker_in_its_environment_or_proc(
+        sandbox, monkeypatch):
+    monkeypatch.setenv("JOBS_ADMIN_TOKEN", "admin-token-7f3a")
+    monkeypatch.setenv("JOBS_SMTP_URL", "smtp://u:smtp-pass-91c2@mail.example")
+
+    attempt = sandbox.run("steal_secrets.py", "admin-token-7f3a", "smtp-pass-91c2",
+                          DATABASE_URL, "JOBS_")
+
+    assert attempt.result.exit_code == 0, attempt.result.output
+    seen = last_json(attempt.result.output)
+    assert seen["found"] == {}
+    assert seen["pids_seen"] < 10  # its own processes only, not the host's
+
+
+def test_the_fixer_sees_the_allow_listed_variables_and_nothing_more(sandbox):
+    attempt = sandbox.run("steal_secrets.py", "MODEL_API_KEY",
+                          extra_env=(("MODEL_API_KEY", "k-123"),))
+
+    found = last_json(attempt.result.output)["found"]
+    assert {k: v for k, v in found.items() if k.startswith("env:")} == {
+        "env:MODEL_API_KEY": "k-123"}
+
+
+def test_the_fixer_cannot_open_a_connection_to_postgresql_or_anywhere(sandbox):
+    with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+        pass  # the worker can: the database is there
+
+    attempt = sandbox.run("open_network.py", *host_addresses())
+
+    assert attempt.result.exit_code == 0, attempt.result.output
+    assert last_json(attempt.result.output)["reached"] == []
+
+
+def test_the_fixer_cannot_read_another_sandbox_or_the_repository_cache(sandbox):
+    other = sandbox.prepare()
+    (other.checkout / "secret.txt").write_text("another tenant's code")
+    other.hand_to(4242, 4242)  # as an earlier job's fixer left it
+    cached = sandbox.cache / "src" / "app.py"
+
+    attempt = sandbox.run("read_others.py", str(other.checkout / "secret.txt"),
+                          str(other.bug_report), str(cached),
+                          str(sandbox.workspace / "repos" / "x"))
+
+    assert attempt.result.exit_code == 0, attempt.result.output
+    assert last_json(attempt.result.output)["read"] == {}
+
+
+def test_hooks_and_config_left_in_the_checkout_never_run_in_the_worker(sandbox, tmp_path):
+    marker = tmp_path / "pwned"
+    before = sorted(p.name for p in (sandbox.cache / ".git" / "hooks").iterdir())
+
+    attempt = sandbox.run("plant_git.py", str(marker))
+    assert attempt.result.exit_code == 0, attempt.result.output
+    patch = sandbox_checkout.patch(attempt.layout, attempt.commit, timeout=60)
+
+    assert not marker.exists()
+    assert "PWNED" not in patch
+    assert "-    return a - b\n+    return a + b" in patch  # the real diff, not an external one
+    assert ".gitattributes" in patch
+    # The cache was never reachable: no hook was added there.
+    assert sorted(p.name for p in (sandbox.cache / ".git" / "hooks").iterdir()) == before
+    subprocess.run(["git", "status"], cwd=sandbox.cache, check=True, capture_output=True)
+    assert not marker.exists()
+
+
+def processes_with(needle: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_the_fixer_is_stopped_at_its_time_limit_with_every_process_it_started(sandbox):
+    seconds = f"{900 + random.random():.6f}"  # a sleep only this test starts
+
+    attempt = sandbox.run("outlive.py", seconds, seconds=3)
+
+    assert attempt.result.timed_out and not attempt.result.succeeded
+    assert "time limit" in attempt.result.failure()
+    assert attempt.seconds < 3 + 10
+    wait_for(lambda: not processes_with(seconds), timeout=5, what="every sleep to be gone")
+    if sandbox.kind == "docker":
+        assert sandbox.docker.api.containers(
+            all=True, filters={"label": f"{LABEL_JOB}={attempt.layout.fix_job_id}"}) == []
+
+
+def test_the_fixer_hits_its_memory_limit_with_a_clear_failure(sandbox):
+    attempt = sandbox.run("eat_memory.py", limits=small_limits(memory=128 * 2**20))
+
+    assert not attempt.result.succeeded
+    assert "memory" in attempt.result.failure()
+    assert "128 MiB" in attempt.result.failure()
+
+
+def test_the_fixer_hits_its_process_limit_with_a_clear_failure_even_exiting_zero(sandbox):
+    attempt = sandbox.run("fork_many.py", limits=small_limits(pids=32))
+
+    assert "fork refused" in attempt.result.output
+    assert not attempt.result.succeeded
+    assert "process limit (32)" in attempt.result.failure()
+
+
+def resident_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_stdout_flood_keeps_the_last_bytes_without_growing_the_worker(sandbox):
+    peak = [resident_kib()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            peak.append(resident_kib())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        attempt = sandbox.run("flood_stdout.py", "300", output_limit=100_000)
+    finally:
+        stop.set()
+        sampler.join()
+
+    result = attempt.result
+    assert result.exit_code == 0
+    assert result.output_cut and result.output.startswith("[output cut: the fixer wrote")
+    assert result.output.rstrip().endswith("the last line")
+    assert len(result.output) < 101_000
+    assert attempt.layout.output.stat().st_size <= 2 * 100_000 + 65536
+    assert max(peak) - peak[0] < 40 * 1024, f"worker grew by {max(peak) - peak[0]} KiB"
+
+
+def test_a_fifo_report_is_refused_without_blocking_the_worker(sandbox):
+    attempt = sandbox.run("fifo_report.py", "fifo", seconds=20)
+
+    assert attempt.result.exit_code == 0
+    assert attempt.seconds < 10
+    assert attempt.result.report.problems == ("report is not a regular file: ignored",)
+
+
+def test_a_report_linked_to_a_host_file_is_not_read(sandbox, tmp_path):
+    secret = tmp_path / "host-secret.json"
+    secret.write_text('{"pr_url": "https://leak.example/secret", "tests": "passed"}')
+
+    attempt = sandbox.run("fifo_report.py", "link", str(secret))
+
+    assert attempt.result.report.pr_url is None
+    assert attempt.result.report.problems == ("report is a symbolic link: ignored",)
+
+
+def test_nul_bytes_and_an_overlong_pr_url_are_cleaned_not_fatal(sandbox):
+    attempt = sandbox.run("bad_report.py")
+
+    report = attempt.result.report
+    assert attempt.result.exit_code == 0
+    assert report.pr_url is None and report.tests == "passed"
+    assert "\x00" not in (report.summary or "") and "\x00" not in attempt.result.output
+    assert any("pr_url is longer" in p for p in report.problems)
+
+
+WORKER = """
+import sys, time, uuid
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from tests.acceptance.conftest import Harness
+from pipeline.sandbox import FixerRun, SandboxLayout
+harness = Harness.__new__(Harness)
+harness.kind, harness.workspace, harness.image = {kind!r}, Path({workspace!r}), {image!r}
+if harness.kind == "docker":
+    from pipeline.sandbox.container import docker_client
+    harness.docker = docker_client(harness.config())
+layout = SandboxLayout(Path({layout!r}))
+runtime = harness.runtime(harness.config())
+runtime.run(FixerRun(layout.fix_job_id, 1, harness.command("sleep_forever.py", {marker!r}),
+                     layout, time.monotonic() + 600))
+"""
+
+
+def test_a_worker_killed_mid_fix_leaves_nothing_the_next_attempt_does_not_remove_first(
+        sandbox):
+    from tests.conftest import ROOT
+
+    marker = f"{900 + random.random():.6f}"
+    layout = sandbox.prepare()
+    worker = subprocess.Popen([sys.executable, "-c", WORKER.format(
+        root=str(ROOT), kind=sandbox.kind, workspace=str(sandbox.workspace),
+        image=sandbox.image, layout=str(layout.root), marker=marker)],
+        cwd=ROOT, start_new_session=True)
+    runtime = sandbox.runtime(sandbox.config())
+    try:
+        wait_for(lambda: processes_with(marker), timeout=30, what="the fixer to start")
+    finally:
+        os.killpg(worker.pid, 9)
+        worker.wait()
+
+    if sandbox.kind == "process":
+        # The kernel ends the fixer with its worker (parent-death signal, PID namespace).
+        wait_for(lambda: not processes_with(marker), timeout=5, what="the fixer to die")
+        return
+    # A container outlives its worker: the next attempt removes it before it runs.
+    assert layout.fix_job_id in runtime.leftovers()
+    sandbox_checkout.prepare(layout, sandbox.cache, sandbox.commit, timeout=60)
+    attempt = sandbox.run("steal_secrets.py", marker, layout=layout)
+    assert attempt.result.exit_code == 0
+    assert not processes_with(marker)
+    assert layout.fix_job_id not in runtime.leftovers()
+
+
+def test_attacks_are_all_tested(sandbox):
+    del sandbox
+    used = {p.name for p in ATTACKS.glob("*.py")}
+    source = Path(__file__).read_text()
+    assert {name for name in used if f'"{name}"' not in source} == set()
+
+
+@pytest.mark.parametrize("kind", ["docker"])
+def test_the_container_is_locked_down(kind, docker, fixer_image, workspace):
+    del kind
+    from tests.acceptance.conftest import Harness
+
+    harness = Harness("docker", workspace, docker, fixer_image)
+    layout = harness.prepare()
+    config = harness.config()
+    runtime = harness.runtime(config)
+    spec = runtime._spec(__import__("pipeline.sandbox", fromlist=["FixerRun"]).FixerRun(
+        layout.fix_job_id, 1, ("true",), layout, time.monotonic() + 60))
+    assert spec["read_only"] and spec["cap_drop"] == ["ALL"]
+    assert spec["security_opt"] == ["no-new-privileges"] and spec["network_mode"] == "none"
+    assert not spec["user"].startswith("0")
+    assert [m["Source"] for m in spec["mounts"]] == [str(layout.work)]
+    harness.close()
