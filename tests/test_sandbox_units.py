@@ -1,0 +1,124 @@
+"""The sandbox's pure parts: capped output, the report's checks, the layout, config."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from pipeline.sandbox import SandboxConfig, SandboxLayout
+from pipeline.sandbox.report import CappedOutput, clean_text, parse_report, read_report
+from settings import SandboxSettings
+
+
+def test_capped_output_keeps_the_last_bytes_and_says_it_was_cut(tmp_path):
+    output = CappedOutput(tmp_path / "out.log", limit=1000)
+    for i in range(500):
+        output.write(f"line {i:04d}\n".encode())
+
+    text = output.text()
+    output.close()
+
+    assert text.startswith("[output cut: the fixer wrote 5000 bytes; the last 1000 are kept]")
+    assert text.endswith("line 0499\n")
+    assert (tmp_path / "out.log").stat().st_size <= 2000
+
+
+def test_capped_output_drops_at_once_a_chunk_larger_than_the_cap(tmp_path):
+    output = CappedOutput(tmp_path / "out.log", limit=100)
+    output.write(b"x" * 10_000 + b"END")
+    assert output.text().endswith("x" * 97 + "END") and output.cut
+    output.close()
+
+
+def test_output_under_the_cap_is_kept_whole_and_not_marked(tmp_path):
+    output = CappedOutput(tmp_path / "out.log", limit=100)
+    output.write(b"hello\n")
+    output.close()
+    assert output.text() == "hello\n" and not output.cut
+
+
+def test_clean_text_replaces_nul_control_and_undecodable_bytes_keeping_lines():
+    assert clean_text(b"a\x00b\xffc\r\n\td\x1b[31m") == "a\ufffdb\ufffdc\r\n\td\ufffd[31m"
+
+
+def test_a_good_report_is_read_field_by_field():
+    report = parse_report(b'{"pr_url": "https://git.example/p/1", "tests": "passed",'
+                          b' "summary": "fixed"}')
+    assert (report.pr_url, report.tests, report.summary, report.problems) == (
+        "https://git.example/p/1", "passed", "fixed", ())
+
+
+@pytest.mark.parametrize(("document", "problem"), [
+    (b'{"pr_url": "javascript:alert(1)"}', "pr_url is not an https URL: ignored"),
+    (b'{"pr_url": "https://a.example/\\u0000x"}', "pr_url is not an https URL: ignored"),
+    (b'{"pr_url": "https://a.example/' + b"a" * 600 + b'"}', "pr_url is longer than 500"),
+    (b'{"pr_url": 12}', "pr_url is not a string: ignored"),
+    (b'{"tests": "all green"}', "tests must be one of passed, failed, not_run: ignored"),
+    (b'{"summary": ["x"]}', "summary is not a string: ignored"),
+    (b"[1, 2]", "report is not a JSON object"),
+    (b"\xff\xfe{", "report is not valid JSON"),
+])
+def test_a_bad_field_is_dropped_and_named_never_fatal(document, problem):
+    report = parse_report(document)
+    assert report.pr_url is None and report.tests == "not_run"
+    assert any(p.startswith(problem) for p in report.problems), report.problems
+
+
+def test_a_summary_with_nul_bytes_is_cleaned_and_capped():
+    report = parse_report(b'{"summary": "ok\\u0000' + b"z" * 9000 + b'"}')
+    assert report.summary is not None and "\x00" not in report.summary
+    assert len(report.summary) == 4000
+
+
+def test_a_fifo_report_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "report.json")
+    assert read_report(tmp_path / "report.json", 1000).problems == (
+        "report is not a regular file: ignored",)
+
+
+def test_a_symlinked_or_oversized_report_is_refused(tmp_path):
+    (tmp_path / "real.json").write_text('{"tests": "passed"}')
+    os.symlink(tmp_path / "real.json", tmp_path / "link.json")
+    (tmp_path / "big.json").write_text('{"summary": "' + "x" * 2000 + '"}')
+    assert read_report(tmp_path / "link.json", 1000).problems == (
+        "report is a symbolic link: ignored",)
+    assert read_report(tmp_path / "big.json", 1000).problems == (
+        "report is larger than 1000 bytes: ignored",)
+    assert read_report(tmp_path / "none.json", 1000).problems == ("no report written",)
+
+
+def test_a_sandbox_path_comes_from_a_fix_job_id_only(tmp_path):
+    fix = uuid.uuid4()
+    assert SandboxLayout.of(tmp_path, f"{{{fix}}}").root == tmp_path / str(fix)
+    for bad in ("..", "../../etc", "/etc", "x"):
+        with pytest.raises(ValueError):
+            SandboxLayout.of(tmp_path, bad)
+
+
+def test_removing_a_sandbox_never_follows_a_link_the_fixer_left(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("keep")
+    layout = SandboxLayout.of(tmp_path / "ws" / "sandboxes", str(uuid.uuid4()))
+    layout.create()
+    layout.checkout.mkdir()
+    os.symlink(precious, layout.checkout / "escape")
+    os.chmod(layout.work, 0o000)
+
+    assert layout.remove() and not layout.root.exists()
+    assert (precious / "keep.txt").read_text() == "keep"
+    assert layout.remove() is False  # twice is fine
+
+
+def test_the_worker_own_variables_cannot_be_allow_listed():
+    for name in ("DATABASE_URL", "JOBS_SMTP_URL", "PGPASSWORD", "DOCKER_HOST"):
+        with pytest.raises(ValueError, match="never given to a fixer"):
+            SandboxSettings(env_allow=(name,))
+    assert SandboxSettings(env_allow=("MODEL_API_KEY",)).env_allow == ("MODEL_API_KEY",)
+
+
+def test_the_config_repr_names_allow_listed_variables_never_their_values(tmp_path):
+    config = SandboxConfig(workspace_dir=tmp_path, extra_env=(("MODEL_API_KEY", "sk-secret"),))
+    assert "MODEL_API_KEY" in repr(config) and "sk-secret" not in repr(config)
