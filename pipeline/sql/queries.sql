@@ -152,3 +152,11 @@ UPDATE {schema}.notifications
 SET status = %(status)s, subject = %(subject)s, body = %(body)s,
     attempts = attempts + 1, sent_at = CASE WHEN %(status)s = 'sent' THEN now() END
 WHERE dedupe_key = %(dedupe_key)s;
+
+-- fix_job_states --
+-- The sweeper: status of each fix job, and whether its heartbeat is older than
+-- the bound (by this server's clock, not the sweeper's).
+SELECT id::text AS id, status,
+       coalesce(heartbeat_at, started_at, created_at) < now() - %(bound)s::interval AS stale
+FROM {schema}.fix_jobs
+WHERE id = ANY(%(ids)s::uuid[]);
