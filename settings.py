@@ -160,6 +160,12 @@ DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
         queue="send-notification", max_retries=3, first_retry_after=timedelta(seconds=30),
         backoff="fixed", time_limit=timedelta(minutes=60), concurrency=10,
     ),
+    # Not in the spec: the scheduler's sweeper of what fix jobs left. On the
+    # cleanup queue: it needs what cleanup needs (the engine, the workspace).
+    "sweep_sandboxes": dict(
+        queue="cleanup-container", max_retries=1, first_retry_after=timedelta(seconds=60),
+        backoff="fixed", time_limit=timedelta(minutes=10), concurrency=1,
+    ),
     # Not in the spec: the scheduler's retention job (pg-boss's maintenance).
     "prune_jobs": dict(
         queue="maintenance", max_retries=3, first_retry_after=timedelta(seconds=60),
@@ -179,6 +185,7 @@ class Policies(BaseModel):
     cleanup_container: JobPolicy
     send_notification: JobPolicy
     prune_jobs: JobPolicy
+    sweep_sandboxes: JobPolicy
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from .execute_fix import execute_fix
 from .process_bug_report import process_bug_report
 from .prune_jobs import prune_jobs
 from .send_notification import send_notification
+from .sweep_sandboxes import sweep_sandboxes
 
 __all__ = [
     "analyze_codebase",
@@ -21,4 +22,5 @@ __all__ = [
     "process_bug_report",
     "prune_jobs",
     "send_notification",
+    "sweep_sandboxes",
 ]

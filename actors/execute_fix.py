@@ -1,9 +1,11 @@
 """execute-fix: run the autonomous fix workflow for one bug (up to 45 minutes).
 
-The state machine, sandbox and fixer live in ``pipeline/fixes.py``. This job
-sends fix_started, then pr_created (when the fixer reports a PR) or, after its
-last attempt fails, fix_failed; it always enqueues cleanup-container for its
-sandbox, in the same transaction as the final status.
+The state machine lives in ``pipeline/fixes.py``, the fixer's sandbox in
+``pipeline/sandbox/``. This job sends fix_started, then pr_created (when the
+fixer reports a PR) or, after its last attempt fails, fix_failed; it always
+enqueues cleanup-container for its sandbox, in the same transaction as the
+final status. Recording a success is inside the attempt's ``try``: should it
+fail, the attempt is recorded as failed instead of staying ``running``.
 """
 
 from __future__ import annotations
@@ -36,20 +38,20 @@ def execute_fix(payload: ExecuteFix) -> dict:
         with run.db.transaction() as tx:
             notify_in_transaction(tx.connection, attempt.notice("fix_started"))
     try:
-        fixed = fixes.run_attempt(run.db, run.pipeline, attempt)
+        fixed = fixes.run_attempt(run.db, run.pipeline, attempt, run.sandbox)
+        with run.db.transaction() as tx:
+            # The same transaction enqueues what follows the fix, so neither is lost.
+            notice = fixes.record_success(tx, attempt, fixed)
+            cleanup_in_transaction(tx.connection, fix_job_id)
+            notify_in_transaction(tx.connection, notice)
     except BaseException as error:  # the time limit too: it ends this attempt
         final = is_final_attempt()
         with run.db.transaction() as tx:
             notice = fixes.record_failure(tx, attempt, error, final=final)
             if final:
-                cleanup_in_transaction(tx.connection, attempt.sandbox, fix_job_id)
+                cleanup_in_transaction(tx.connection, fix_job_id)
                 notify_in_transaction(tx.connection, notice)
         raise
-    with run.db.transaction() as tx:
-        # The same transaction enqueues what follows the fix, so neither is lost.
-        notice = fixes.record_success(tx, attempt, fixed)
-        cleanup_in_transaction(tx.connection, attempt.sandbox, fix_job_id)
-        notify_in_transaction(tx.connection, notice)
     return {"status": "succeeded", "pr_url": fixed.pr_url, "tests": fixed.tests}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import settings as configuration
 from pgbroker import PostgresBroker
 from pipeline.config import PipelineConfig
 from pipeline.db import Database
+from pipeline.sandbox import Runtime as SandboxRuntime
+from pipeline.sandbox import choose_runtime
 from settings import Settings
 
 
@@ -49,10 +52,20 @@ class Runtime:
                                 keep_dead_for=settings.keep_dead_for),
         )
 
+    @functools.cached_property
+    def sandbox(self) -> SandboxRuntime:
+        """Where fixers run: chosen on first use (the Docker engine is asked once)."""
+        return choose_runtime(self.pipeline.sandbox)
+
     def replace(self, **changes: Any) -> Runtime:
         """A copy with ``changes``; ``pipeline=`` takes a dict of PipelineConfig fields too."""
         pipeline = changes.get("pipeline")
         if isinstance(pipeline, dict):
+            sandbox = pipeline.pop("sandbox", None)
+            if isinstance(sandbox, dict):  # fields of SandboxConfig
+                pipeline["sandbox"] = dataclasses.replace(self.pipeline.sandbox, **sandbox)
+            elif sandbox is not None:
+                pipeline["sandbox"] = sandbox
             changes["pipeline"] = dataclasses.replace(self.pipeline, **pipeline)
         return dataclasses.replace(self, **changes)
 

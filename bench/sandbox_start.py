@@ -29,7 +29,8 @@ def make_cache(root: Path) -> tuple[Path, str]:
     cache.mkdir(parents=True)
     (cache / "app.py").write_text("def add(a, b):\n    return a - b\n")
     env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.com",
-           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.com", "PATH": "/usr/bin:/bin"}
+           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.com",
+           "PATH": "/usr/bin:/bin"}
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "bench"]):
         subprocess.run(["git", *args], cwd=cache, env=env, check=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cache, capture_output=True,

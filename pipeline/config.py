@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import SecretStr
 
 from .git import Git
+from .sandbox.config import SandboxConfig
 
 if TYPE_CHECKING:  # the type only: importing settings reads the environment
     from settings import Settings
@@ -55,6 +56,8 @@ class PipelineConfig:
     # Seconds between a running fix job's heartbeats.
     heartbeat_interval: float
     mail: Mail
+    # Where and how the fixer runs (untrusted code).
+    sandbox: SandboxConfig
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -71,6 +74,7 @@ class PipelineConfig:
             heartbeat_interval=settings.heartbeat_interval.total_seconds(),
             mail=Mail(smtp_url=settings.smtp_url, sender=settings.mail_from,
                       tls=settings.smtp_tls, ca_file=settings.smtp_ca_file),
+            sandbox=SandboxConfig.from_settings(settings),
         )
 
     @property

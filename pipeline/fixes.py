@@ -4,15 +4,14 @@ queued -> preparing -> running -> succeeded, or back to queued for a retry,
 or failed after the last one. Each step goes to ``fix_job_steps``; while the
 fixer runs, a heartbeat updates ``heartbeat_at``.
 
-The sandbox is a directory of the fix job's own,
-``<workspace>/sandboxes/<fix job id>``, holding an isolated checkout of
-the repository at the analysed commit (``checkout/``) and the files exchanged
-with the fixer: a retry replaces it rather than leaking another, and
-cleanup-container removes all of it. The fixer (the configured fixer command,
-later the AI agent) runs inside it under the job's time limit, its whole process
-tree killed at the limit. It may write a JSON report to ``$FIX_REPORT``: ``{"pr_url": ...,
-"tests": "passed" | "failed" | "not_run", "summary": ...}``. The patch is the
-sandbox's ``git diff`` against the analysed commit.
+The fixer is untrusted code: it runs in ``pipeline.sandbox`` (a locked-down
+container per attempt, or the restricted process runtime), in a directory of
+the fix job's own, ``<workspace>/sandboxes/<fix job id>``, which a retry
+replaces and cleanup-container removes, both found from the fix job id. It
+may write a JSON report to ``$FIX_REPORT``: ``{"pr_url": "https://...",
+"tests": "passed" | "failed" | "not_run", "summary": ...}``, checked field by
+field. The patch is taken by the worker from a copy of the commit the fixer
+never wrote to.
 
 The actor owns the transactions that end an attempt and sends what follows
 (cleanup-container, notifications); these functions say what to send.
@@ -20,27 +19,30 @@ The actor owns the transactions that end an attempt and sends what follows
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shlex
-import shutil
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from . import repository
 from .codebase import cache_path
-from .commands import run_command
+from .commands import seconds_left
 from .config import PipelineConfig
 from .db import Database, Row, Transaction
 from .errors import MissingRecord
 from .git import Git
 from .notifications import Notice, notice_for
+from .sandbox import Runtime as SandboxRuntime
+from .sandbox import SandboxLayout
+from .sandbox import attempt as sandbox_attempt
+from .sandbox.report import clean_text
+from .sandbox.sweeper import JobState
 
 logger = logging.getLogger(__name__)
-LOG_LIMIT = 200_000  # characters of fixer output kept
 
 
 class FixFailed(RuntimeError):
@@ -74,7 +76,7 @@ class Fixed:
 
 
 def sandbox_path(config: PipelineConfig, fix_job_id: str) -> Path:
-    return config.sandboxes_dir / str(fix_job_id)
+    return SandboxLayout.of(config.sandbox.sandboxes_dir, fix_job_id).root
 
 
 def create_fix_job(tx: Transaction, bug_report_id: str) -> dict[str, str]:
@@ -113,43 +115,52 @@ def begin_attempt(db: Database, config: PipelineConfig, fix_job_id: str) -> Atte
     return Attempt(fix_job_id, row["attempts"] if row else 1, report, link, knowledge, sandbox)
 
 
-def run_attempt(db: Database, config: PipelineConfig, attempt: Attempt) -> Fixed:
+def run_attempt(db: Database, config: PipelineConfig, attempt: Attempt,
+                sandbox: SandboxRuntime) -> Fixed:
     """Prepare the sandbox, run the fixer in it and take its patch.
 
     Each step is logged in ``fix_job_steps``. An exception (the job's time limit
     too) is logged as the ``failed`` step and raised with the fixer's output,
-    if any, as its ``logs`` attribute.
+    if any, as its ``logs`` attribute. Whatever the fixer did, this returns or
+    raises: its container or processes are gone either way.
 
     Raises:
-        FixFailed, GitError, TimeLimitExceeded: the attempt failed.
+        FixFailed: the fixer failed, hit a limit or its time limit.
+        GitError, PatchError, SandboxError, TimeLimitExceeded: the attempt failed.
     """
     fix_job_id, knowledge = attempt.fix_job_id, attempt.knowledge
     step = _StepLog(db, fix_job_id, attempt.number)
     heartbeat = _Heartbeat(db, fix_job_id, config.heartbeat_interval)
     git = config.git
-    logs = ""
     try:
         step("preparing", f"sandbox {attempt.sandbox} at {knowledge['commit_sha'][:12]}")
+        if not config.fixer_command:
+            raise FixFailed("no fixer configured (set JOBS_FIXER_COMMAND)")
         # This worker may not have analysed the repository: fetch it if needed.
         cache = cache_path(config, str(attempt.link["id"]))
         repository.sync(git, cache, attempt.link["url"], attempt.link["branch"],
                         config.read_limits)
-        checkout = prepare_sandbox(git, config, attempt.sandbox, cache, knowledge["commit_sha"])
         db.execute("fix_job_running", id=fix_job_id)
         heartbeat.start()
-        step("running", config.fixer_command or "(no fixer configured)")
-        outcome, logs = run_fixer(attempt.sandbox, checkout, config.fixer_command, fix_job_id,
-                                  attempt.report)
+        step("running", f"{config.fixer_command} ({sandbox.name} runtime)")
+        outcome = sandbox_attempt.run_attempt(
+            sandbox, config.sandbox, fix_job_id=fix_job_id, attempt=attempt.number,
+            command=tuple(shlex.split(config.fixer_command)), cache=cache,
+            commit=knowledge["commit_sha"], bug_report=attempt.report,
+            deadline=sandbox_attempt.fixer_deadline(config.sandbox, seconds_left()))
         heartbeat.stop()
-        patch = diff(git, checkout, knowledge["commit_sha"])
-        step("succeeded", f"patch of {len(patch.splitlines())} lines; tests {outcome['tests']}")
+        if not outcome.succeeded:
+            failed = FixFailed(outcome.error or "the fixer failed")
+            failed.logs = outcome.logs  # type: ignore[attr-defined]
+            raise failed
+        step("succeeded", f"patch of {len(outcome.patch.splitlines())} lines; "
+                          f"tests {outcome.tests}")
     except BaseException as error:  # the time limit too: it ends this attempt
         heartbeat.stop()
-        step("failed", failure_reason(error))
-        if logs and not getattr(error, "logs", ""):
-            error.logs = logs  # type: ignore[attr-defined]
+        step("failed", clean_text(failure_reason(error), 2000))
         raise
-    return Fixed(patch=patch, logs=logs, pr_url=outcome.get("pr_url"), tests=outcome["tests"])
+    return Fixed(patch=outcome.patch, logs=outcome.logs, pr_url=outcome.pr_url,
+                 tests=outcome.tests)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -171,79 +182,30 @@ def record_failure(tx: Transaction, attempt: Attempt, error: BaseException, *,
 
     Returns fix_failed to send after the final attempt.
     """
-    reason = failure_reason(error)
-    tx.execute("fix_job_attempt_failed", id=attempt.fix_job_id, error=reason[:2000],
-               logs=getattr(error, "logs", ""), final=final)
+    # Clean: the reason may quote the fixer, and PostgreSQL refuses NUL in text.
+    reason = clean_text(failure_reason(error), 2000)
+    tx.execute("fix_job_attempt_failed", id=attempt.fix_job_id, error=reason,
+               logs=clean_text(getattr(error, "logs", "") or ""), final=final)
     return attempt.notice("fix_failed", error=reason[:500]) if final else None
 
 
-def prepare_sandbox(git: Git, config: PipelineConfig, sandbox: Path, cache: Path,
-                    commit: str) -> Path:
-    """A fresh sandbox with a checkout of ``commit``, replacing any earlier one.
-
-    Returns the checkout's path.
-    """
-    remove_sandbox(config, sandbox)
-    sandbox.mkdir(parents=True)
-    checkout = sandbox / "checkout"
-    local = git.local()
-    local.run(sandbox, "clone", "--quiet", "--shared", "--no-checkout", "--", str(cache),
-              str(checkout))
-    local.run(checkout, "checkout", "--quiet", "--detach", commit)
-    return checkout
-
-
-def remove_sandbox(config: PipelineConfig, sandbox: Path | str) -> bool:
-    """Delete a sandbox; True if there was one.
+def clean_up(config: PipelineConfig, sandbox: SandboxRuntime, fix_job_id: str) -> dict:
+    """Remove the fix job's containers, processes and sandbox; found from its id only.
 
     Raises:
-        ValueError: ``sandbox`` is not inside the workspace's sandboxes directory.
+        ValueError: ``fix_job_id`` is not a UUID.
     """
-    root = config.sandboxes_dir
-    target = Path(sandbox).resolve()
-    if root not in target.parents:
-        raise ValueError(f"{sandbox} is not a sandbox under {root}")
-    if not target.exists():
-        return False
-    shutil.rmtree(target)
-    return True
+    return sandbox_attempt.clean_up(sandbox, config.sandbox, fix_job_id)
 
 
-def run_fixer(sandbox: Path, checkout: Path, command: str | None, fix_job_id: str,
-              report: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Run the fixer in ``checkout``; returns its report and its output.
+def fix_job_states(db: Database, bound: timedelta) -> Any:
+    """For the sweeper: ids -> status, and no heartbeat for ``bound``."""
 
-    The fixer gets ``FIX_JOB_ID``, ``BUG_REPORT_JSON`` (the parsed report),
-    ``FIX_REPORT`` (where to write its own) and ``SANDBOX`` (the checkout).
-    """
-    if not command:
-        raise FixFailed("no fixer configured (set JOBS_FIXER_COMMAND)")
-    report_path = sandbox / "report.json"
-    bug_path = sandbox / "bug.json"
-    bug_path.write_text(json.dumps(report, default=str))
-    env = {**os.environ, "FIX_JOB_ID": fix_job_id, "FIX_REPORT": str(report_path),
-           "BUG_REPORT_JSON": str(bug_path), "SANDBOX": str(checkout)}
-    result = run_command(shlex.split(command), cwd=checkout, env=env)  # job's time limit
-    logs = (result.stdout + result.stderr)[-LOG_LIMIT:]
-    outcome: dict[str, Any] = {}
-    if report_path.exists():
-        try:
-            outcome = json.loads(report_path.read_text())
-        except ValueError:
-            logs += "\n(fixer report is not valid JSON)"
-    if result.returncode != 0:
-        error = FixFailed(f"fixer exited with {result.returncode}: {result.stderr.strip()[-500:]}")
-        error.logs = logs  # type: ignore[attr-defined]
-        raise error
-    tests = outcome.get("tests") if outcome.get("tests") in ("passed", "failed") else "not_run"
-    return {"pr_url": outcome.get("pr_url"), "tests": tests}, logs
+    def lookup(ids: list[str]) -> Mapping[str, JobState]:
+        rows = db.all("fix_job_states", ids=ids, bound=bound)
+        return {row["id"]: JobState(row["status"], bool(row["stale"])) for row in rows}
 
-
-def diff(git: Git, checkout: Path, commit: str) -> str:
-    """Everything the fixer changed, new files included, as one patch."""
-    git.run(checkout, "add", "--all")
-    patch = git.run(checkout, "diff", "--cached", "--no-ext-diff", "--no-textconv", commit)
-    return patch.decode("utf-8", errors="replace")
+    return lookup
 
 
 def _load(db: Database, fix_job_id: str) -> tuple[Row, Row, Row, Row]:

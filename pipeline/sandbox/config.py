@@ -50,7 +50,7 @@ class SandboxConfig:
         sandbox = settings.sandbox
         policy_limits = settings.policies.execute_fix.sandbox
         values: dict[str, Any] = dict(
-            workspace_dir=Path(settings.workspace_dir),
+            workspace_dir=Path(settings.workspace_dir).resolve(),
             runtime=sandbox.runtime,
             image=sandbox.image,
             network=sandbox.network,

@@ -16,6 +16,7 @@ still ends it a little after its deadline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -162,10 +163,10 @@ class DockerRuntime:
         while True:
             reader.join(timeout=_SLICE)
             refused[0] = max(refused[0], _pids_at_limit(container.id))
-            if not reader.is_alive():
-                # Output ended: usually the exit, unless the fixer closed its streams.
-                if not self.client.api.inspect_container(container.id)["State"]["Running"]:
-                    return False
+            # Output ended: usually the exit, unless the fixer closed its streams.
+            if not reader.is_alive() and not self.client.api.inspect_container(
+                    container.id)["State"]["Running"]:
+                return False
             if time.monotonic() >= run.deadline:
                 return True
 
@@ -188,10 +189,8 @@ class DockerRuntime:
     def _kill(self, container: Any) -> None:
         from docker.errors import APIError
 
-        try:
+        with contextlib.suppress(APIError):  # it exited meanwhile
             container.kill()
-        except APIError:  # it exited meanwhile
-            pass
 
     def _remove(self, container: Any) -> None:
         from docker.errors import NotFound

@@ -25,6 +25,7 @@ The environment is the same exact contract as in a container.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -243,10 +244,8 @@ def _live_pid(layout: SandboxLayout) -> int | None:
 
 
 def _killpg(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _pids_of_uid(uid: int) -> list[int]:

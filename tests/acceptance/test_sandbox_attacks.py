@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.sandbox import FixerRun
 from pipeline.sandbox import checkout as sandbox_checkout
 from pipeline.sandbox.container import LABEL_JOB
-from tests.acceptance.conftest import ATTACKS, small_limits
-from tests.conftest import DATABASE_URL
 from tests.support import wait_for
+from tests.support.environment import DATABASE_URL, ROOT
+from tests.support.sandbox import ATTACKS, WORKER, Harness, processes_with, small_limits
 
 
 def last_json(output: str) -> dict:
@@ -100,19 +101,6 @@ def test_hooks_and_config_left_in_the_checkout_never_run_in_the_worker(sandbox, 
     assert sorted(p.name for p in (sandbox.cache / ".git" / "hooks").iterdir()) == before
     subprocess.run(["git", "status"], cwd=sandbox.cache, check=True, capture_output=True)
     assert not marker.exists()
-
-
-def processes_with(needle: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if needle.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def test_the_fixer_is_stopped_at_its_time_limit_with_every_process_it_started(sandbox):
@@ -205,28 +193,8 @@ def test_nul_bytes_and_an_overlong_pr_url_are_cleaned_not_fatal(sandbox):
     assert any("pr_url is longer" in p for p in report.problems)
 
 
-WORKER = """
-import sys, time, uuid
-from pathlib import Path
-sys.path.insert(0, {root!r})
-from tests.acceptance.conftest import Harness
-from pipeline.sandbox import FixerRun, SandboxLayout
-harness = Harness.__new__(Harness)
-harness.kind, harness.workspace, harness.image = {kind!r}, Path({workspace!r}), {image!r}
-if harness.kind == "docker":
-    from pipeline.sandbox.container import docker_client
-    harness.docker = docker_client(harness.config())
-layout = SandboxLayout(Path({layout!r}))
-runtime = harness.runtime(harness.config())
-runtime.run(FixerRun(layout.fix_job_id, 1, harness.command("sleep_forever.py", {marker!r}),
-                     layout, time.monotonic() + 600))
-"""
-
-
 def test_a_worker_killed_mid_fix_leaves_nothing_the_next_attempt_does_not_remove_first(
         sandbox):
-    from tests.conftest import ROOT
-
     marker = f"{900 + random.random():.6f}"
     layout = sandbox.prepare()
     worker = subprocess.Popen([sys.executable, "-c", WORKER.format(
@@ -253,24 +221,21 @@ def test_a_worker_killed_mid_fix_leaves_nothing_the_next_attempt_does_not_remove
     assert layout.fix_job_id not in runtime.leftovers()
 
 
-def test_attacks_are_all_tested(sandbox):
-    del sandbox
+def test_every_attack_is_run_by_a_test():
     used = {p.name for p in ATTACKS.glob("*.py")}
-    source = Path(__file__).read_text()
+    source = Path(__file__).read_text() + (ROOT / "tests/support/sandbox.py").read_text()
     assert {name for name in used if f'"{name}"' not in source} == set()
 
 
 @pytest.mark.parametrize("kind", ["docker"])
 def test_the_container_is_locked_down(kind, docker, fixer_image, workspace):
     del kind
-    from tests.acceptance.conftest import Harness
-
     harness = Harness("docker", workspace, docker, fixer_image)
     layout = harness.prepare()
     config = harness.config()
     runtime = harness.runtime(config)
-    spec = runtime._spec(__import__("pipeline.sandbox", fromlist=["FixerRun"]).FixerRun(
-        layout.fix_job_id, 1, ("true",), layout, time.monotonic() + 60))
+    spec = runtime._spec(FixerRun(layout.fix_job_id, 1, ("true",), layout,
+                                  time.monotonic() + 60))
     assert spec["read_only"] and spec["cap_drop"] == ["ALL"]
     assert spec["security_opt"] == ["no-new-privileges"] and spec["network_mode"] == "none"
     assert not spec["user"].startswith("0")

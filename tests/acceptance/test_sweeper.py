@@ -8,9 +8,9 @@ import sys
 import time
 
 from pipeline.sandbox.sweeper import JobState, sweep
-from tests.acceptance.test_sandbox_attacks import WORKER, processes_with
-from tests.conftest import ROOT
 from tests.support import wait_for
+from tests.support.environment import ROOT
+from tests.support.sandbox import WORKER, processes_with
 
 
 def start_abandoned_fixer(sandbox, marker: str):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 import threading
 import uuid
 from pathlib import Path
@@ -253,7 +255,8 @@ def test_a_fix_runs_in_a_sandbox_stores_its_patch_and_cleans_up(fix_ready, confi
     ((cleanup_kwargs, _),) = jobs_of("cleanup_container")
     wait_for(lambda: not sandbox_of(fix_ready["fix_job_id"]).exists(), timeout=10,
              what="the sandbox to be cleaned up")
-    assert cleanup_kwargs["container_id"] == str(sandbox_of(fix_ready["fix_job_id"]))
+    assert cleanup_kwargs == {"container_id": f"pts-fix-{fix_ready['fix_job_id']}",
+                              "fix_job_id": fix_ready["fix_job_id"]}
 
 
 def test_a_crashing_fixer_is_retried_then_failed_with_fix_failed_sent_and_no_sandbox_left(
@@ -273,19 +276,31 @@ def test_a_crashing_fixer_is_retried_then_failed_with_fix_failed_sent_and_no_san
              what="the sandbox to be cleaned up")
 
 
-def test_a_hanging_fixer_is_killed_with_its_children_at_the_time_limit(
-    fix_ready, configure, monkeypatch, tmp_path
-):
-    configure(fixer_command=fixer("fix_hang.sh"))
-    monkeypatch.setenv("PID_DIR", str(tmp_path))
+def processes_with(needle: str) -> list[int]:
+    return [int(p.name) for p in Path("/proc").glob("[0-9]*")
+            if _argv(p).count(needle.encode()) and running(int(p.name))]
 
-    message = execute_fix.send_with_options(kwargs=fix_ready, max_retries=0, time_limit=2000)
+
+def _argv(proc: Path) -> list[bytes]:
+    try:
+        return (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def test_a_hanging_fixer_is_killed_with_its_children_at_the_time_limit(fix_ready, configure):
+    seconds = f"{300 + random.random():.6f}"
+    configure(fixer_command=fixer("fix_hang.sh"),
+              sandbox={"extra_env": (("HANG_SECONDS", seconds),)})
+
+    message = execute_fix.send_with_options(kwargs=fix_ready, max_retries=0, time_limit=3000)
+    wait_for(lambda: processes_with(seconds), timeout=10, what="the fixer's sleeps")
     job = job_in(message.message_id, "dead", timeout=30)
 
-    assert "TimeLimitExceeded" in job.last_error
-    pids = [int((tmp_path / name).read_text()) for name in ("fixer.pid", "child.pid")]
-    wait_for(lambda: not any(map(running, pids)), timeout=5, what=f"processes {pids} to end")
+    assert "FixFailed: fixer stopped at its time limit" in job.last_error
+    wait_for(lambda: not processes_with(seconds), timeout=5, what="every sleep to end")
     assert fix_job(fix_ready["fix_job_id"])["status"] == "failed"
+    assert notification_types() == ["bug_received", "fix_failed", "fix_started"]
 
 
 def test_a_retry_replaces_its_sandbox_instead_of_leaking_one(fix_ready, configure):
@@ -313,27 +328,30 @@ def test_a_fix_job_that_already_succeeded_is_not_run_again(fix_ready, configure)
 
 
 def test_cleaning_up_a_sandbox_twice_succeeds_twice(worker):
-    sandbox = sandbox_of(str(uuid.uuid4()))
-    sandbox.mkdir(parents=True)
     fix = str(uuid.uuid4())
+    sandbox = sandbox_of(fix)
+    (sandbox / "work").mkdir(parents=True)
 
-    first = cleanup_container.send(container_id=str(sandbox), fix_job_id=fix)
-    assert job_in(first.message_id, "done").result == (
-        f'{{"removed": true, "container_id": "{sandbox}"}}')
-    second = cleanup_container.send(container_id=str(sandbox), fix_job_id=fix)
-    assert job_in(second.message_id, "done").result == (
-        f'{{"removed": false, "container_id": "{sandbox}"}}')
+    first = cleanup_container.send(container_id=f"pts-fix-{fix}", fix_job_id=fix)
+    assert json.loads(job_in(first.message_id, "done").result) == {
+        "fix_job_id": fix, "containers": [], "sandbox_removed": True}
+    second = cleanup_container.send(container_id=f"pts-fix-{fix}", fix_job_id=fix)
+    assert json.loads(job_in(second.message_id, "done").result) == {
+        "fix_job_id": fix, "containers": [], "sandbox_removed": False}
+    assert not sandbox.exists()
 
 
-def test_cleanup_refuses_a_path_outside_the_workspace(worker, tmp_path):
+def test_cleanup_never_removes_a_path_named_in_its_payload(worker, tmp_path):
     precious = tmp_path / "precious"
     precious.mkdir()
+    other = str(uuid.uuid4())
+    (sandbox_of(other) / "work").mkdir(parents=True)  # another fix job's sandbox
 
-    message = cleanup_container.send(container_id=str(precious), fix_job_id=str(uuid.uuid4()))
+    for named in (str(precious), str(sandbox_of(other)), "../../..", "/"):
+        message = cleanup_container.send(container_id=named, fix_job_id=str(uuid.uuid4()))
+        assert job_in(message.message_id, "done").state == "done"
 
-    job = job_in(message.message_id, "dead")
-    assert "is not a sandbox under" in job.last_error and job.attempts == 1
-    assert precious.exists()
+    assert precious.exists() and sandbox_of(other).exists()
 
 
 # send-notification

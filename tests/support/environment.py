@@ -43,6 +43,9 @@ TEST_ENV = {
     "JOBS_LEASE_TIMEOUT": "2",
     "JOBS_POLL_INTERVAL": "0.2",
     "JOBS_ENQUEUE_TIMEOUT": "3",
+    # The pipeline's tests run host fixers (tests/fixers) in the process runtime;
+    # the container runtime's are in tests/acceptance (test_sandbox_*).
+    "JOBS_SANDBOX__RUNTIME": "process",
     # Short backoffs: the spec's 30-60 s first retries would make tests crawl.
     **{
         f"JOBS_POLICIES__{name}__FIRST_RETRY_AFTER": "0.2"

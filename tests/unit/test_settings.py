@@ -35,7 +35,9 @@ def test_the_policies_are_the_specs(clean_env):
                               Priority.NORMAL, 5),
         "send_notification": ("send-notification", 3, 30 * seconds, "fixed", 60 * minutes,
                               Priority.NORMAL, 10),
-        # Ours, not the spec's: retention, run by the scheduler.
+        # Ours, not the spec's: the sandbox sweeper and retention, run by the scheduler.
+        "sweep_sandboxes": ("cleanup-container", 1, 60 * seconds, "fixed", 10 * minutes,
+                            Priority.NORMAL, 1),
         "prune_jobs": ("maintenance", 3, 60 * seconds, "fixed", 10 * minutes,
                        Priority.NORMAL, 1),
     }

@@ -1,5 +1,6 @@
 """Attack: read another fix job's sandbox and the repository cache (paths given)."""
 
+import contextlib
 import json
 import os
 import sys
@@ -11,8 +12,6 @@ for path in sys.argv[1:]:
             read[path] = f.read(200).decode(errors="replace")
     except OSError:
         pass
-    try:
+    with contextlib.suppress(OSError):
         read[os.path.dirname(path) + "/"] = ",".join(os.listdir(os.path.dirname(path)))
-    except OSError:
-        pass
 print(json.dumps({"read": read}))

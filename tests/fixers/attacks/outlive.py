@@ -5,9 +5,10 @@ the test looks for among the host's processes."""
 import os
 import signal
 import subprocess
+import sys
 import time
 
-seconds = os.sys.argv[1]
+seconds = sys.argv[1]
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 for _ in range(20):
     subprocess.Popen(["sleep", seconds], start_new_session=True, stdin=subprocess.DEVNULL,
