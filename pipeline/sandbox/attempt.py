@@ -69,6 +69,10 @@ def run_attempt(runtime: Runtime, config: SandboxConfig, *, fix_job_id: str, att
         logs += "\n[report: " + "; ".join(result.report.problems) + "]"
     if not result.succeeded:
         return AttemptOutcome(False, logs, error=clean_text(result.failure(), 2000))
+    if result.report.pr_url is None:
+        # Exit 0 is not a fix: the reporter is told of a pull request, or of a failure.
+        why = "; ".join(result.report.problems) or "no pr_url"
+        return AttemptOutcome(False, logs, error=f"fixer reported no pull request ({why})")
     try:
         patch = checkout.patch(layout, commit, timeout=config.git_timeout)
     except checkout.PatchError as error:
