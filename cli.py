@@ -10,6 +10,7 @@
     pts-jobs health                        the database answers (container health check)
     pts-jobs scheduler [MODULE ...]        run the periodic scheduler (default: actors)
     pts-jobs web [--host H] [--port P]     serve the dashboard and producer API
+    pts-jobs sandbox                       where fixers would run here, and with what limits
 
 ``--json`` prints machine-readable output. Exit codes: 0 success, 1 no such job,
 2 bad usage, 3 database unreachable or refusing.
@@ -91,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
                        help="default: both")
     commands.add_parser("recover", help="re-queue jobs whose worker's lease ran out")
     commands.add_parser("health", help="exit 0 if the database answers, 3 if not")
+    commands.add_parser(
+        "sandbox", help="where fixers run; only the container runtime is for untrusted fixers")
     schedule = commands.add_parser("scheduler", help="run the periodic scheduler")
     schedule.add_argument("modules", nargs="*", default=["actors"])
     web = commands.add_parser("web", help="serve the dashboard and producer API")
@@ -101,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "sandbox":
+        output(sandbox_report(), as_json=args.json)
+        return 0
     if args.command == "scheduler":
         import logging
 
@@ -136,6 +142,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_DATABASE
     output(result, as_json=args.json)
     return 0
+
+
+def sandbox_report() -> dict[str, Any]:
+    """The runtime this machine's settings pick for fixers, and what it isolates."""
+    from pipeline.sandbox import SandboxConfig, SandboxError, choose_runtime
+    from settings import settings
+
+    config = SandboxConfig.from_settings(settings)
+    try:
+        runtime: Any = choose_runtime(config)
+    except SandboxError as error:
+        return {"runtime": None, "error": str(error)}
+    limits = config.limits
+    return {
+        "runtime": runtime.name,
+        "isolates_untrusted_code": runtime.isolates,
+        "note": ("a locked-down container per fix attempt" if runtime.isolates else
+                 "NOT for untrusted fixers: use the container runtime"),
+        "image": config.image if runtime.isolates else None,
+        "network": config.network or "none",
+        "env_allow": [name for name, _ in config.extra_env],
+        "memory_mib": limits.memory // 2**20, "cpus": limits.cpus, "pids": limits.pids,
+    }
 
 
 def run(args: argparse.Namespace, broker: Any) -> Any:

@@ -53,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
 
     broker.ensure_schema()
     print(f"ready      in {time.monotonic() - started:.1f}s; starting `dramatiq actors`")
-    # The stand-in fixer, unless one is configured.
-    os.environ.setdefault("JOBS_FIXER_COMMAND", f"{sys.executable} {ROOT / 'examples/fixer.py'}")
+    # The stand-in fixer, unless one is configured: our own code, on this machine,
+    # so the process runtime (not a boundary for untrusted fixers: see the README).
+    if "JOBS_FIXER_COMMAND" not in os.environ:
+        os.environ["JOBS_FIXER_COMMAND"] = f"{sys.executable} {ROOT / 'examples/fixer.py'}"
+        os.environ.setdefault("JOBS_SANDBOX__RUNTIME", "process")
     worker = subprocess.Popen(
         [sys.executable, "-m", "dramatiq", "actors", "--processes", "1",
          "--threads", str(args.threads)],

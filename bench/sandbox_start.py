@@ -5,7 +5,7 @@ container; or spawn the confined process), and the checkout and patch around it.
     .venv/bin/python -m bench.sandbox_start --runs 10 [--image pts-fixer:latest]
 
 Prints the median and the spread of each, per runtime. Build the image first:
-``docker build -f Dockerfile.fixer -t pts-fixer:latest .``
+``docker build -t pts-fixer:latest - < Dockerfile.fixer``
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class DockerRuntime:
             except ImageNotFound:
                 raise SandboxError(
                     f"fixer image {self.config.image} not found: build it with "
-                    f"docker build -f Dockerfile.fixer -t {self.config.image} .") from None
+                    f"docker build -t {self.config.image} - < Dockerfile.fixer") from None
             except APIError as error:
                 raise SandboxError(f"cannot create the fixer's container: {error}") from None
             # Attached before it starts, so no output is missed.

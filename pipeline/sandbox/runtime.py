@@ -105,6 +105,8 @@ def choose_runtime(config: SandboxConfig) -> Runtime:
     from .process import ProcessRuntime
 
     if config.runtime == "process":
+        logger.warning("fixers run in the process runtime, which is not a boundary for "
+                       "untrusted code (only the container runtime is)")
         return ProcessRuntime(config)
     try:
         client = docker_client(config)

@@ -42,8 +42,7 @@ def _tar(files: dict[str, bytes | Path]) -> io.BytesIO:
 
 def build_test_image(docker) -> str:
     """The committed Dockerfile.fixer, plus ``tests/fixers`` at /opt/fixers."""
-    base = _tar({"Dockerfile": ROOT / "Dockerfile.fixer",
-                 "examples/fixer.py": ROOT / "examples" / "fixer.py"})
+    base = _tar({"Dockerfile": ROOT / "Dockerfile.fixer"})
     docker.images.build(fileobj=base, custom_context=True, tag="pts-fixer:test-base", rm=True)
     files: dict[str, bytes | Path] = {
         "Dockerfile": f"FROM pts-fixer:test-base\nCOPY fixers {IMAGE_FIXERS}\n".encode()}

@@ -223,7 +223,8 @@ def test_a_worker_killed_mid_fix_leaves_nothing_the_next_attempt_does_not_remove
 
 def test_every_attack_is_run_by_a_test():
     used = {p.name for p in ATTACKS.glob("*.py")}
-    source = Path(__file__).read_text() + (ROOT / "tests/support/sandbox.py").read_text()
+    source = "".join(p.read_text() for p in Path(__file__).parent.glob("*.py"))
+    source += (ROOT / "tests/support/sandbox.py").read_text()
     assert {name for name in used if f'"{name}"' not in source} == set()
 
 
