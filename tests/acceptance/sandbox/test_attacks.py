@@ -242,3 +242,36 @@ def test_the_container_is_locked_down(kind, docker, fixer_image, workspace):
     assert not spec["user"].startswith("0")
     assert [m["Source"] for m in spec["mounts"]] == [str(layout.work)]
     harness.close()
+
+
+class Interrupted(Exception):
+    """Stands for TimeLimitExceeded and the broker's lost-lease stop: both are
+    raised in the job's thread, asynchronously, as this is."""
+
+
+def test_an_exception_raised_in_the_running_thread_stops_the_fixer_with_everything_it_started(
+        sandbox):
+    import ctypes
+
+    marker = f"{900 + random.random():.6f}"
+    layout = sandbox.prepare()
+    outcome: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            sandbox.run("outlive.py", marker, seconds=120, layout=layout)
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    wait_for(lambda: len(processes_with(marker)) > 5, timeout=30, what="the fixer's children")
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                               ctypes.py_object(Interrupted))
+    thread.join(timeout=30)
+
+    assert not thread.is_alive() and [type(e) for e in outcome] == [Interrupted]
+    wait_for(lambda: not processes_with(marker), timeout=5, what="every process to be gone")
+    if sandbox.kind == "docker":
+        assert sandbox.docker.api.containers(
+            all=True, filters={"label": f"{LABEL_JOB}={layout.fix_job_id}"}) == []
