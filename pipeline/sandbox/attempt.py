@@ -74,7 +74,10 @@ def run_attempt(runtime: Runtime, config: SandboxConfig, *, fix_job_id: str, att
         why = "; ".join(result.report.problems) or "no pr_url"
         return AttemptOutcome(False, logs, error=f"fixer reported no pull request ({why})")
     try:
-        patch = checkout.patch(layout, commit, timeout=config.git_timeout)
+        # Within the margin kept after the fixer's deadline: a checkout made
+        # slow to index must not run the job past its time limit.
+        patch = checkout.patch(layout, commit,
+                               timeout=min(config.git_timeout, max(config.finish_margin / 2, 5)))
     except checkout.PatchError as error:
         return AttemptOutcome(False, logs, error=clean_text(str(error), 2000))
     return AttemptOutcome(True, logs, patch=patch, pr_url=result.report.pr_url,

@@ -61,6 +61,13 @@ def patch(layout: SandboxLayout, commit: str, *, timeout: float,
         "GIT_CONFIG_GLOBAL": os.devnull, "GIT_ATTR_NOSYSTEM": "1",
         "HOME": str(layout.private), "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0",
     }
+    # The fixer owns work/: it may have swapped its checkout for a link to a
+    # host directory (/etc), which git would then read into the patch. The
+    # parents are the worker's, so a real directory here is the real checkout.
+    checkout = layout.checkout
+    if checkout.is_symlink() or not checkout.is_dir() or \
+            os.path.realpath(checkout) != str(checkout):
+        raise PatchError("the checkout is no longer a directory of the sandbox's own")
     layout.index.unlink(missing_ok=True)
     _git(["read-tree", commit], env=env, cwd=layout.private, timeout=timeout)
     _git(["add", "--all", "--", "."], env=env, cwd=layout.checkout, timeout=timeout)

@@ -275,3 +275,15 @@ def test_an_exception_raised_in_the_running_thread_stops_the_fixer_with_everythi
     if sandbox.kind == "docker":
         assert sandbox.docker.api.containers(
             all=True, filters={"label": f"{LABEL_JOB}={layout.fix_job_id}"}) == []
+
+
+def test_a_checkout_swapped_for_a_link_to_a_host_directory_is_never_read(sandbox, tmp_path):
+    host = tmp_path / "host-secrets"
+    host.mkdir()
+    (host / "shadow").write_text("root:secret-hash")
+
+    attempt = sandbox.run("swap_checkout.py", str(host))
+
+    assert attempt.result.exit_code == 0, attempt.result.output
+    with pytest.raises(sandbox_checkout.PatchError, match="no longer a directory"):
+        sandbox_checkout.patch(attempt.layout, attempt.commit, timeout=60)
