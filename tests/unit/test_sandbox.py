@@ -122,3 +122,34 @@ def test_the_worker_own_variables_cannot_be_allow_listed():
 def test_the_config_repr_names_allow_listed_variables_never_their_values(tmp_path):
     config = SandboxConfig(workspace_dir=tmp_path, extra_env=(("MODEL_API_KEY", "sk-secret"),))
     assert "MODEL_API_KEY" in repr(config) and "sk-secret" not in repr(config)
+
+
+def test_the_fixer_stops_a_margin_before_the_job_so_its_outcome_can_be_recorded(tmp_path):
+    from pipeline.sandbox.attempt import fixer_deadline
+
+    config = SandboxConfig(workspace_dir=tmp_path, finish_margin=60.0)
+    assert fixer_deadline(config, 2700.0, now=0.0) == 2640.0
+    assert fixer_deadline(config, 2.0, now=0.0) == 1.5  # a short limit keeps a quarter
+    assert fixer_deadline(config, None, now=0.0) == 3540.0
+
+
+def test_the_process_runtime_confines_the_fixer_in_namespaces_as_its_own_uid(
+        tmp_path, monkeypatch):
+    import time
+
+    from pipeline.sandbox import FixerRun, Limits
+    from pipeline.sandbox.process import ProcessRuntime
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    runtime = ProcessRuntime(SandboxConfig(workspace_dir=tmp_path, limits=Limits(pids=99)))
+    fix = str(uuid.uuid4())
+    layout = SandboxLayout.of(tmp_path / "sandboxes", fix)
+    argv = runtime.argv(FixerRun(fix, 2, ("python3", "fix.py"), layout, time.monotonic() + 60))
+
+    assert argv[:4] == ["setpriv", "--pdeathsig", "KILL", "--"]
+    assert {"--net", "--pid", "--mount-proc", "--kill-child"} <= set(argv)
+    assert "--nproc=99" in argv and "--no-new-privs" in argv
+    uid = str(runtime.uid_of(fix))
+    assert argv[argv.index("--reuid") + 1] == uid and "--clear-groups" in argv
+    assert argv[-2:] == ["python3", "fix.py"]
+    assert runtime.uid_of(fix) == ProcessRuntime(runtime.config).uid_of(fix)  # every attempt
