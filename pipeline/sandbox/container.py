@@ -78,7 +78,7 @@ class DockerRuntime:
         run.layout.hand_to(self.config.uid, self.config.uid)
         started = time.monotonic()
         output = CappedOutput(run.layout.output, self.config.output_limit)
-        container = None
+        container = stream = None
         try:
             try:
                 container = self.client.containers.create(**self._spec(run))
@@ -111,6 +111,8 @@ class DockerRuntime:
             # lost-lease stop): the container and all it started go with it.
             if container is not None:
                 self._remove(container)
+            if stream is not None:
+                _close(stream)
             output.close()
 
     def _spec(self, run: FixerRun) -> dict[str, Any]:
@@ -225,6 +227,27 @@ class DockerRuntime:
                 found[job_id] = min(found.get(job_id, float(item["Created"])),
                                     float(item["Created"]))
         return found
+
+
+def _close(stream: Any) -> None:
+    """Close the attach connection for good.
+
+    docker-py's ``CancellableStream.close()`` closes the socket object while the
+    HTTP response's file still holds it, so the descriptor stays open until
+    garbage collection (docker/docker-py#3282, #3345). Close the response, then
+    the socket.
+    """
+    try:
+        response = stream._response.raw._fp  # http.client.HTTPResponse
+        sock = response.fp.raw._sock
+    except AttributeError:  # pragma: no cover - another transport (ssh, npipe)
+        with contextlib.suppress(Exception):
+            stream.close()
+        return
+    with contextlib.suppress(OSError, ValueError):
+        response.close()
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 def _copy(stream: Any, output: CappedOutput) -> None:

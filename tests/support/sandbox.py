@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import tarfile
 import time
 import uuid
@@ -86,7 +87,8 @@ class Harness:
     def __init__(self, kind: str, workspace: Path, docker, image: str | None) -> None:
         self.kind, self.workspace, self.docker, self.image = kind, workspace, docker, image
         self.cache = make_repo(workspace / "repos" / str(uuid.uuid4()))
-        self.commit = os.popen(f"git -C {self.cache} rev-parse HEAD").read().strip()
+        self.commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=self.cache, check=True,
+                                     capture_output=True, text=True).stdout.strip()
         self.jobs: list[str] = []
 
     def config(self, **overrides) -> SandboxConfig:

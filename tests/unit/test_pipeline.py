@@ -17,9 +17,12 @@ from pipeline import bug_reports
 from pipeline.codebase import analyze_full
 from pipeline.config import Mail, PipelineConfig, ReadLimits
 from pipeline.errors import MissingRecord, PermanentError
-from pipeline.fixes import FixFailed, remove_sandbox, run_fixer, sandbox_path
+from pipeline.fixes import sandbox_path
 from pipeline.git import Git
 from pipeline.notifications import Notice
+from pipeline.sandbox import SandboxConfig
+from pipeline.sandbox.attempt import run_attempt
+from pipeline.sandbox.process import ProcessRuntime
 from tests.support.pipeline import fixer, make_repo
 
 
@@ -48,7 +51,8 @@ def report(**fields: Any) -> dict[str, Any]:
 def config(workspace: Path, **changes: Any) -> PipelineConfig:
     values: dict[str, Any] = dict(workspace_dir=workspace, git_timeout=30, fixer_command=None,
                                   git_protocols=frozenset({"file"}), read_limits=ReadLimits(),
-                                  heartbeat_interval=1, mail=Mail(None, "jobs@example.com"))
+                                  heartbeat_interval=1, mail=Mail(None, "jobs@example.com"),
+                                  sandbox=SandboxConfig(workspace_dir=workspace, runtime="process"))
     return PipelineConfig(**{**values, **changes})
 
 
@@ -88,20 +92,14 @@ def test_a_missing_report_is_a_permanent_error():
     assert isinstance(missing.value, PermanentError)
 
 
-def test_a_sandbox_is_removed_once_and_a_path_outside_the_workspace_never(tmp_path):
+def test_a_sandbox_path_is_made_from_a_fix_job_id_and_nothing_else(tmp_path):
     settings = config(tmp_path / "workspace")
-    sandbox = sandbox_path(settings, "f1")
-    sandbox.mkdir(parents=True)
-    precious = tmp_path / "precious"
-    precious.mkdir()
+    fix = str(uuid.uuid4())
 
-    assert remove_sandbox(settings, sandbox) is True
-    assert remove_sandbox(settings, sandbox) is False
-    with pytest.raises(ValueError, match="is not a sandbox under"):
-        remove_sandbox(settings, precious)
-    with pytest.raises(ValueError):
-        remove_sandbox(settings, sandbox / ".." / ".." / ".." / "precious")
-    assert precious.exists()
+    assert sandbox_path(settings, fix) == tmp_path / "workspace" / "sandboxes" / fix
+    for bad in ("f1", "../precious", "/etc"):
+        with pytest.raises(ValueError):
+            sandbox_path(settings, bad)
 
 
 def test_a_full_analysis_counts_languages_and_guesses_the_test_command(tmp_path):
@@ -118,15 +116,25 @@ def test_a_full_analysis_counts_languages_and_guesses_the_test_command(tmp_path)
 
 
 def test_the_fixers_report_and_output_come_back_and_a_crash_is_a_failed_fix(tmp_path):
-    checkout = make_repo(tmp_path / "sandbox" / "checkout")
-    sandbox = checkout.parent
+    import shlex
+    import time
 
-    outcome, logs = run_fixer(sandbox, checkout, fixer("fix_ok.py"), "f1234567", {"id": 1})
-    assert outcome == {"pr_url": "https://git.example/pulls/f1234567", "tests": "passed"}
-    assert "fixed src/app.py" in logs
+    cache = make_repo(tmp_path / "workspace" / "repos" / "r")
+    commit = Git(timeout=30).run(cache, "rev-parse", "HEAD").decode().strip()
+    sandbox = config(tmp_path / "workspace").sandbox
+    runtime = ProcessRuntime(sandbox)
 
-    with pytest.raises(FixFailed, match="model unavailable") as failed:
-        run_fixer(sandbox, checkout, fixer("fix_crash.py"), "f1", {"id": 1})
-    assert "looking at the bug" in failed.value.logs  # type: ignore[attr-defined]
-    with pytest.raises(FixFailed, match="no fixer configured"):
-        run_fixer(sandbox, checkout, None, "f1", {"id": 1})
+    def attempt(name: str):
+        return run_attempt(runtime, sandbox, fix_job_id=str(uuid.uuid4()), attempt=1,
+                           command=tuple(shlex.split(fixer(name))), cache=cache, commit=commit,
+                           bug_report={"id": 1, "reporter_email": "ada@example.com"},
+                           deadline=time.monotonic() + 60)
+
+    fixed = attempt("fix_ok.py")
+    assert fixed.succeeded and fixed.tests == "passed"
+    assert fixed.pr_url is not None and fixed.pr_url.startswith("https://git.example/pulls/")
+    assert "fixed src/app.py" in fixed.logs and "+    return a + b" in fixed.patch
+
+    crashed = attempt("fix_crash.py")
+    assert not crashed.succeeded and "looking at the bug" in crashed.logs
+    assert crashed.error is not None and "model unavailable" in crashed.error

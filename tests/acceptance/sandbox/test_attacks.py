@@ -64,8 +64,14 @@ def test_the_fixer_sees_the_allow_listed_variables_and_nothing_more(sandbox):
 def test_the_fixer_cannot_open_a_connection_to_postgresql_or_anywhere(sandbox):
     with socket.create_connection(("127.0.0.1", 5432), timeout=2):
         pass  # the worker can: the database is there
+    listener = socket.create_server(("0.0.0.0", 0))  # a server of the host's, as a collector
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
 
-    attempt = sandbox.run("open_network.py", *host_addresses())
+    with listener:
+        attempt = sandbox.run("open_network.py", *(f"{a}:{port}" for a in host_addresses()))
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
 
     assert attempt.result.exit_code == 0, attempt.result.output
     assert last_json(attempt.result.output)["reached"] == []
@@ -287,3 +293,23 @@ def test_a_checkout_swapped_for_a_link_to_a_host_directory_is_never_read(sandbox
     assert attempt.result.exit_code == 0, attempt.result.output
     with pytest.raises(sandbox_checkout.PatchError, match="no longer a directory"):
         sandbox_checkout.patch(attempt.layout, attempt.commit, timeout=60)
+
+
+def test_a_fixer_silent_for_longer_than_the_engine_clients_timeout_keeps_its_output(
+        docker, fixer_image, workspace):
+    import docker as docker_sdk
+
+    from pipeline.sandbox.container import DockerRuntime
+
+    harness = Harness("docker", workspace, docker, fixer_image)
+    layout = harness.prepare()
+    client = docker_sdk.from_env(timeout=1)
+    try:
+        result = DockerRuntime(harness.config(), client).run(FixerRun(
+            layout.fix_job_id, 1, ("sh", "-c", "echo early; sleep 3; echo late"), layout,
+            time.monotonic() + 30))
+    finally:
+        client.close()
+        harness.close()
+
+    assert result.exit_code == 0 and result.output == "early\nlate\n"

@@ -5,8 +5,9 @@ import socket
 import sys
 
 reached = []
-for host in sys.argv[1:]:
-    for port in (5432, 80, 443, 2375):
+for target in sys.argv[1:]:
+    host, _, extra = target.partition(":")  # host, or host:port for one more port
+    for port in (5432, 80, 443, 2375, *([int(extra)] if extra else [])):
         try:
             socket.create_connection((host, port), timeout=2).close()
             reached.append(f"{host}:{port}")
