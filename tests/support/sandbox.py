@@ -9,7 +9,6 @@ are at ``/opt/fixers/attacks`` (``tests/fixers`` at ``/opt/fixers``).
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import tarfile
 import time

@@ -272,6 +272,7 @@ def test_an_exception_raised_in_the_running_thread_stops_the_fixer_with_everythi
     thread = threading.Thread(target=job)
     thread.start()
     wait_for(lambda: len(processes_with(marker)) > 5, timeout=30, what="the fixer's children")
+    assert thread.ident is not None
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
                                                ctypes.py_object(Interrupted))
     thread.join(timeout=30)
