@@ -144,11 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def sandbox_report() -> dict[str, Any]:
+def sandbox_report(settings: Any = None) -> dict[str, Any]:
     """The runtime this machine's settings pick for fixers, and what it isolates."""
     from pipeline.sandbox import SandboxConfig, SandboxError, choose_runtime
-    from settings import settings
 
+    if settings is None:
+        from settings import settings
     config = SandboxConfig.from_settings(settings)
     try:
         runtime: Any = choose_runtime(config)

@@ -153,3 +153,13 @@ def test_the_process_runtime_confines_the_fixer_in_namespaces_as_its_own_uid(
     assert argv[argv.index("--reuid") + 1] == uid and "--clear-groups" in argv
     assert argv[-2:] == ["python3", "fix.py"]
     assert runtime.uid_of(fix) == ProcessRuntime(runtime.config).uid_of(fix)  # every attempt
+
+
+def test_pts_jobs_sandbox_says_plainly_when_fixers_would_not_be_isolated():
+    import cli
+    from settings import load_settings
+
+    report = cli.sandbox_report(load_settings(sandbox={"runtime": "process"}))
+
+    assert report["runtime"] == "process" and report["isolates_untrusted_code"] is False
+    assert "NOT for untrusted fixers" in report["note"]
