@@ -34,7 +34,6 @@ from .commands import seconds_left
 from .config import PipelineConfig
 from .db import Database, Row, Transaction
 from .errors import MissingRecord
-from .git import Git
 from .notifications import Notice, notice_for
 from .sandbox import Runtime as SandboxRuntime
 from .sandbox import SandboxLayout

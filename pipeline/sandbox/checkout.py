@@ -39,9 +39,12 @@ def prepare(layout: SandboxLayout, cache: Path, commit: str, *, timeout: float) 
         PatchError: git failed.
     """
     layout.create()
-    _git(["clone", "--quiet", "--bare", "--shared", str(cache), str(layout.base_git)],
+    _git(["clone", "--quiet", "--bare", "--shared", "--", str(cache), str(layout.base_git)],
          timeout=timeout)
-    _git(["clone", "--quiet", "--no-local", "--no-checkout", str(layout.base_git),
+    # The commit may no longer be a branch head of the cache (a later fetch, a
+    # force push): name it, so the standalone clone below carries it.
+    _git(["update-ref", "refs/heads/pts-fix", commit], cwd=layout.base_git, timeout=timeout)
+    _git(["clone", "--quiet", "--no-local", "--no-checkout", "--", str(layout.base_git),
           str(layout.checkout)], timeout=timeout)
     _git(["checkout", "--quiet", "--detach", commit], cwd=layout.checkout, timeout=timeout)
     # The fixer needs no remote; its URL is a host path, or one with credentials.
