@@ -163,3 +163,28 @@ def test_pts_jobs_sandbox_says_plainly_when_fixers_would_not_be_isolated():
 
     assert report["runtime"] == "process" and report["isolates_untrusted_code"] is False
     assert "NOT for untrusted fixers" in report["note"]
+
+
+def test_a_checkout_of_a_commit_that_is_no_longer_a_branch_head_of_a_bare_cache(tmp_path):
+    import subprocess
+
+    from pipeline.sandbox import checkout
+    from tests.support.pipeline import git, make_repo
+
+    work = make_repo(tmp_path / "upstream")
+    analysed = git(work, "rev-parse", "HEAD").strip()
+    cache = tmp_path / "workspace" / "repos" / "r"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(cache)], check=True)
+    # Upstream rewrites its history (a force push); the cache fetches it: the
+    # analysed commit is still in the cache's objects, no longer on any branch.
+    (work / "README.md").write_text("# rewritten\n")
+    git(work, "commit", "--quiet", "--all", "--amend", "-m", "rewritten")
+    git(cache, "fetch", "--quiet", "origin", "+main:main")
+    assert git(cache, "branch", "--contains", analysed).strip() == ""
+    layout = SandboxLayout.of(tmp_path / "workspace" / "sandboxes", str(uuid.uuid4()))
+
+    checkout.prepare(layout, cache, analysed, timeout=60)
+
+    assert git(layout.checkout, "rev-parse", "HEAD").strip() == analysed
+    assert not (layout.checkout / ".git" / "objects" / "info" / "alternates").exists()
+    assert git(layout.checkout, "remote").strip() == ""  # no path of the host, no credentials
