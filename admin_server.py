@@ -35,7 +35,7 @@ from typing import Any
 
 from middleware.metrics import RUN_DIR_PREFIX, MetricsConfig, point_prometheus_client_at
 from pgbroker.broker import PostgresBroker
-from pgbroker.jobs import list_dead, queue_stats
+from pgbroker.jobs import list_dead, list_workers, queue_stats, workers_alive_per_queue
 from pgbroker.redact import scrub
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class QueueStats:
         self._lock = threading.Lock()
         self._pending: _Cached = _Cached(ttl)
         self._finished: _Cached = _Cached(ttl * self.FINISHED_EVERY)
+        self._workers: _Cached = _Cached(ttl)
 
     def rows(self) -> list | None:
         """Rows of ``queue_stats``, or None when the database cannot be read."""
@@ -73,6 +74,17 @@ class QueueStats:
                 self._finished.clear()
                 return None
             return pending + finished
+
+    def workers(self) -> dict[str, int] | None:
+        """Live workers per queue, from the registry; None when it cannot be read."""
+        with self._lock:
+            try:
+                return self._workers.get(
+                    lambda: workers_alive_per_queue(list_workers(broker=self.broker)))
+            except Exception as error:
+                logger.warning("worker registry unavailable: %s", str(error).strip())
+                self._workers.clear()
+                return None
 
     def collect(self) -> Iterator[Any]:
         """prometheus_client collector protocol."""
@@ -100,6 +112,16 @@ class QueueStats:
             oldest.add_metric([queue], max(waiting.get(queue, 0.0), 0.0))
         yield depth
         yield oldest
+        alive = self.workers()
+        if alive is not None:
+            workers = GaugeMetricFamily(
+                "dramatiq_workers_alive",
+                "Worker processes alive per queue they consume (the registry).",
+                labels=["queue_name"],
+            )
+            for queue in sorted(set(self.queues) | set(alive)):
+                workers.add_metric([queue], alive.get(queue, 0))
+            yield workers
 
 
 class _Cached:

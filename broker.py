@@ -66,6 +66,7 @@ def build_broker(config: Settings) -> PostgresBroker:
         enqueue_timeout=config.enqueue_timeout.total_seconds(),
         lease_timeout=config.lease_timeout.total_seconds(),
         heartbeat_interval=config.heartbeat_interval.total_seconds(),
+        rescue_interval=config.rescue_interval.total_seconds(),
         poll_interval=config.poll_interval.total_seconds(),
         max_rescues=config.max_rescues,
         # The pipeline's tables migrate with the queue's, on first use.

@@ -7,6 +7,7 @@
     pts-jobs dead retry JOB_ID | --queue Q | --all
     pts-jobs purge [--older-than 7d] [--state done|dead]
     pts-jobs recover                       re-queue jobs whose worker's lease ran out
+    pts-jobs workers                       live worker processes (the registry)
     pts-jobs health                        the database answers (container health check)
     pts-jobs scheduler [MODULE ...]        run the periodic scheduler (default: actors)
     pts-jobs web [--host H] [--port P]     serve the dashboard and producer API
@@ -91,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
     purge.add_argument("--state", choices=["done", "dead"], action="append",
                        help="default: both")
     commands.add_parser("recover", help="re-queue jobs whose worker's lease ran out")
+    commands.add_parser("workers", help="live worker processes: host, pid, queues, heartbeat")
     commands.add_parser("health", help="exit 0 if the database answers, 3 if not")
     commands.add_parser(
         "sandbox", help="where fixers run; only the container runtime is for untrusted fixers")
@@ -198,6 +200,8 @@ def run(args: argparse.Namespace, broker: Any) -> Any:
         return {"deleted": deleted}
     if args.command == "recover":
         return {"recovered": broker.rescue_expired()}
+    if args.command == "workers":
+        return jobs.list_workers(broker=broker)
     if args.command == "health":
         with broker.pool.connection(broker.enqueue_timeout) as conn, conn.cursor() as cur:
             cur.execute("SELECT 1")
@@ -257,6 +261,8 @@ def fmt(value: Any) -> str:
         return value.isoformat(sep=" ", timespec="seconds")
     if isinstance(value, float):
         return f"{value:.1f}"
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ",".join(value)
     if isinstance(value, dict | list):
         return json.dumps(value, default=str)
     text = str(value)

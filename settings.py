@@ -298,6 +298,10 @@ class Settings(BaseSettings):
     # worker and is run again.
     heartbeat_interval: PositiveSeconds = timedelta(seconds=5)
     lease_timeout: PositiveSeconds = timedelta(seconds=20)
+    # How often each worker looks for jobs of workers that are gone: a worker
+    # whose database session vanished (SIGKILL, OOM) has its jobs started again
+    # within about this long; a silent one's wait for their lease.
+    rescue_interval: PositiveSeconds = timedelta(seconds=1)
     # A job whose worker died this many times is dead-lettered, not rescued again.
     max_rescues: Annotated[int, Field(ge=0)] = 3
     # Consumers look for due jobs at least this often even without a NOTIFY.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from middleware.periodic import cron
-from pgbroker.jobs import purge
+from pgbroker.jobs import purge, purge_expired_results
 
 from . import runtime
 from .base import Payload, job
@@ -28,6 +28,7 @@ def prune_jobs(payload: PruneJobs) -> dict[str, int]:
     deleted = {
         "done": purge("done", run.retention.keep_done_for, broker=run.broker),
         "dead": purge("dead", run.retention.keep_dead_for, broker=run.broker),
+        "results": purge_expired_results(broker=run.broker),
     }
     if any(deleted.values()):
         logger.info("retention deleted %(done)d done and %(dead)d dead jobs", deleted)

@@ -1,14 +1,20 @@
 """PostgreSQL broker for Dramatiq, built on dramatiq-pg's table and message format."""
 
 from .broker import PostgresBroker
+from .delivery import Delivery, LeaseLost, current_delivery
 from .errors import EnqueueError, EnqueueTimeout, InvalidMessage, JobNotFound
+from .lifecycle import WorkerLifecycle
 from .results import PostgresResults
 
 __all__ = [
+    "Delivery",
     "EnqueueError",
     "EnqueueTimeout",
     "InvalidMessage",
     "JobNotFound",
+    "LeaseLost",
     "PostgresBroker",
     "PostgresResults",
+    "WorkerLifecycle",
+    "current_delivery",
 ]

@@ -7,17 +7,22 @@ replaces what dramatiq-pg 0.12 was seen to get wrong (see
 * claims are bounded batches with ``FOR UPDATE SKIP LOCKED``, best priority
   first, instead of one session advisory lock per message (which filled the lock
   table and stalled workers) and a read of the whole queue;
-* a running job holds a lease renewed by a heartbeat; a dead worker's jobs are
-  rescued when the lease lapses, not by a random rescan minutes later;
+* every claim is a delivery with its own token: ack, nack, renewals, retries
+  and results act only for the delivery that holds the message, and a
+  delivery that lost it is stopped (``delivery.py``);
+* a running job holds a lease renewed by a heartbeat; a worker whose session
+  vanished is dead and its jobs go back at once, a silent one's when its lease
+  lapses, but never because the database itself was away (``leases.py``);
 * NOTIFY only wakes consumers up; they also poll, so nothing waits on luck;
-* delays and retry backoffs are a due time on the row, not a worker's memory;
+* delays and retry backoffs are a due time on the row, not a worker's memory,
+  and a consumer sleeps until the next one;
+* messages and results go through Dramatiq's global encoder;
 * ``send()`` gives up after ``enqueue_timeout`` with a clear error, and can
   enqueue on the caller's connection, inside the caller's transaction.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -28,25 +33,26 @@ from collections.abc import Callable, Container, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import dramatiq_pg
 import psycopg2
-from dramatiq.broker import MessageProxy
-from dramatiq.errors import ConnectionError
+from dramatiq.broker import Broker, MessageProxy
+from dramatiq.errors import ConnectionError, QueueJoinTimeout
 from dramatiq.message import Message
-from dramatiq.middleware import SkipMessage
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from . import migrations
-from .cancel import Running
 from .consumer import PostgresConsumer
 from .db import DISCONNECTS, Pool, transaction
+from .delivery import Delivery, current_delivery
+from .encoding import MAX_MESSAGE_BYTES, encode
 from .errors import EnqueueError, EnqueueTimeout, InvalidMessage
 from .leases import Inflight, LeaseKeeper
+from .lifecycle import WorkerLifecycle
 from .listener import Listener
 from .queries import channel_prefix, queries
 from .redact import redact
+from .registry import WorkerSession
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +62,20 @@ T = TypeVar("T")
 MAX_CHANNEL_BYTES = 63
 # One enqueue statement never carries more rows than this.
 ENQUEUE_PAGE_SIZE = 1000
-RESCUE_BATCH = 500
-# Payloads are ids and small documents; a megabyte of JSON is a mistake.
-MAX_MESSAGE_BYTES = 1024 * 1024
-_ENQUEUE_ROW = "(%s, %s, 'queued', %s::jsonb, %s, now() + %s * interval '1 millisecond', %s)"
+_ENQUEUE_ROW = (
+    "(%s::uuid, %s::text, %s::jsonb, %s::bytea, %s::smallint,"
+    " now() + %s * interval '1 millisecond', %s::text, %s::uuid, %s::uuid)"
+)
+
+__all__ = ["MAX_MESSAGE_BYTES", "PostgresBroker", "encode"]
 
 
-class PostgresBroker(dramatiq_pg.PostgresBroker):
-    """Dramatiq broker on PostgreSQL. Creates its schema on first use.
+class PostgresBroker(Broker):
+    """Dramatiq broker on PostgreSQL, in dramatiq-pg's table and message format.
+    Creates its schema on first use.
+
+    It derives from Dramatiq's ``Broker``, not dramatiq-pg's, whose ``__init__``
+    rewrites that package's module-global queries for one schema.
 
     Parameters:
         url: libpq connection URL. Workers need a direct or session-mode
@@ -75,8 +87,11 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         enqueue_timeout: seconds ``send()`` may wait for the database.
         lease_timeout: seconds after which a job whose worker stopped renewing
             its lease is run again elsewhere.
-        heartbeat_interval: seconds between lease renewals (and rescues).
-        poll_interval: seconds between claims when no NOTIFY arrives.
+        heartbeat_interval: seconds between lease renewals.
+        rescue_interval: seconds between looks for dead workers' jobs: a
+            SIGKILLed worker's jobs start again about this long after.
+        poll_interval: seconds between claims when no NOTIFY arrives (a safety
+            net: due times and NOTIFYs wake consumers on their own).
         max_rescues: times a job may lose its worker before it is dead-lettered.
         extra_migrations: (schema, directory) pairs of the application's own
             migrations, applied with the broker's on first use.
@@ -92,14 +107,15 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         enqueue_timeout: float = 5.0,
         lease_timeout: float = 20.0,
         heartbeat_interval: float = 5.0,
+        rescue_interval: float = 1.0,
         poll_interval: float = 1.0,
         max_rescues: int = 3,
         extra_migrations: Sequence[tuple[str, Path]] = (),
     ) -> None:
-        pool = Pool(url, size=pool_size)
-        # results=False: our results backend replaces dramatiq-pg's (see results.py).
-        super().__init__(pool=pool, results=False, schema=schema, prefix="", middleware=middleware)
-        self.pool: Pool = pool
+        super().__init__(middleware=middleware)
+        # Installed last, so its after_process_message runs after the others'.
+        self.add_middleware(WorkerLifecycle())
+        self.pool = Pool(url, size=pool_size)
         self.url = url
         self.schema = schema
         self.queries = queries(schema)
@@ -113,13 +129,17 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
 
         self.listener = Listener(url)
         self.inflight = Inflight(on_release=self._wake_queue)
-        self.running = Running()
+        # The dramatiq Workers of this process (WorkerLifecycle keeps the list).
+        self.workers: list[Any] = []
         self.leases = LeaseKeeper(
-            interval=heartbeat_interval,
-            renew=self.renew_leases,
-            rescue=self.rescue_expired,
+            session=lambda: WorkerSession(
+                dsn=url, queries=self.queries, worker_id=self.owner,
+                lease_seconds=lease_timeout, max_rescues=max_rescues,
+            ),
             inflight=self.inflight,
-            on_lost=self.stop_cancelled,
+            queues=self._consumed_queues,
+            heartbeat_interval=heartbeat_interval,
+            rescue_interval=rescue_interval,
         )
         self.draining = False
         self._schema_lock = threading.Lock()
@@ -174,40 +194,14 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
 
     # -- lifecycle ---------------------------------------------------------
 
-    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
-        if signal == "worker_shutdown":
-            # Stop claiming while running jobs finish.
-            self.draining = True
-            self.listener.wake_all()
-        if signal == "process_message" and not self.running.started(args[0]):
-            logger.warning("message %s was cancelled before it started", args[0].message_id)
-            raise SkipMessage()
-        if signal == "nack" and args[0].options.get("cancelled"):
-            # Cancelled by an operator: not a dead letter, so no middleware hears of it.
-            return
-        super().emit_before(signal, *args, **kwargs)
-
-    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
-        if signal in ("process_message", "skip_message"):
-            self.running.finished(args[0])
-        if signal == "nack" and args[0].options.get("cancelled"):
-            return
-        if signal == "worker_boot":
-            try:
-                self.ensure_schema()
-            except DISCONNECTS as error:
-                # Not fatal: consumers retry until the database answers.
-                logger.warning("database unreachable at worker boot (%s); retrying",
-                               str(error).strip())
-            self.draining = False
-            self.leases.start()
-        super().emit_after(signal, *args, **kwargs)
-        if signal == "worker_shutdown":
-            # After requeueing: what still runs keeps its lease until it lapses.
-            self.leases.stop()
+    def _consumed_queues(self) -> set[str]:
+        queues: set[str] = set()
+        for worker in list(self.workers):
+            queues.update(list(worker.consumers))
+        return queues
 
     def close(self) -> None:
-        self.leases.stop()
+        self.leases.stop(all_users=True)
         self.listener.stop()
         self.pool.close()
 
@@ -272,15 +266,22 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             if len(singletons) != len(messages):
                 raise InvalidMessage("send singleton messages one at a time, not in a batch")
             return [self._enqueue_singleton(m, delay, connection) for m in singletons]
-        rows = [self._row(message, delay) for message in messages]
+        sender = current_delivery()
+        rows = [self._row(message, delay, sender) for message in messages]
         # One message may be a retry of a stored one (an upsert); a batch is new.
         query = self.queries["enqueue" if len(rows) == 1 else "enqueue_batch"]
 
-        def insert(cur: Cursor) -> None:
-            execute_values(cur, query, rows, template=_ENQUEUE_ROW, page_size=ENQUEUE_PAGE_SIZE)
+        def insert(cur: Cursor) -> int:
+            pages = execute_values(cur, query, rows, template=_ENQUEUE_ROW,
+                                   page_size=ENQUEUE_PAGE_SIZE, fetch=True)
+            return sum(written for written, _ in pages)
 
         what = f"{len(rows)} message(s) to {sorted({m.queue_name for m in messages})}"
-        self._produce(what, insert, connection, atomic=len(rows) > ENQUEUE_PAGE_SIZE)
+        written = self._produce(what, insert, connection, atomic=len(rows) > ENQUEUE_PAGE_SIZE)
+        if written < len(rows) and sender is not None:
+            # The fence held them back: another delivery runs the job that sends.
+            logger.warning("not sending %s: delivery %s of message %s lost its lease",
+                           what, sender.delivery_id, sender.message_id)
         for message in messages:
             self.emit_after("enqueue", message, delay)
         return list(messages)
@@ -289,10 +290,12 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         self, message: Message, delay: int | None, connection: Connection | None
     ) -> Message:
         options = message.options
+        text, data = encode(message)
         params = {
             "message_id": message.message_id,
             "queue_name": message.queue_name,
-            "message": encode(message),
+            "message": text,
+            "message_bytes": data,
             "priority": self._priority(message),
             "delay_ms": max(int(delay or 0), 0),
             "singleton_key": options["singleton_key"],
@@ -328,17 +331,22 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         actor = self.actors.get(message.actor_name)
         return actor.priority if actor is not None else 0
 
-    def _row(self, message: Message, delay: int | None) -> tuple:
+    def _row(self, message: Message, delay: int | None, sender: Delivery | None) -> tuple:
         if message.queue_name not in self.queues:
             self.declare_queue(message.queue_name)
         retried_after = message.options.get("traceback")
+        text, data = encode(message)
         return (
             message.message_id,
             message.queue_name,
-            encode(message),
+            text,
+            data,
             self._priority(message),
             max(int(delay or 0), 0),
             last_line(retried_after) if retried_after else None,
+            # The fence: the delivery of the job that sends, if a job sends.
+            sender.message_id if sender else None,
+            sender.delivery_id if sender else None,
         )
 
     def _produce(self, what: str, work: Callable[[Cursor], T], connection: Connection | None,
@@ -397,76 +405,81 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
     def get_declared_delay_queues(self) -> set[str]:
         return set()
 
-    def claim(self, queue_name: str, limit: int) -> list[tuple[str, str]]:
-        """Lease up to ``limit`` due messages of ``queue_name``: [(id, message json)]."""
+    def claim(self, queue_name: str, limit: int) -> tuple[list[tuple], float | None]:
+        """Lease up to ``limit`` due messages of ``queue_name``, each a new delivery.
+
+        Returns ([(delivery, message text, message bytes)], seconds until the
+        queue's next delayed message is due, or None).
+        """
         rows = self.fetch(
             "claim", queue_name=queue_name, limit=limit, owner=self.owner,
             lease_seconds=self.lease_timeout,
         )
-        self.inflight.add(queue_name, (message_id for message_id, _ in rows))
-        return rows
+        next_due = rows[-1][4]
+        claimed = [
+            (Delivery(message_id, delivery_id, queue_name), text, data)
+            for message_id, delivery_id, text, data, _ in rows[:-1]
+        ]
+        self.inflight.add(delivery for delivery, _, _ in claimed)
+        return claimed, next_due
 
     def complete(self, message: MessageProxy) -> None:
+        delivery: Delivery = message.delivery
         try:
-            self.execute("ack", message_id=message.message_id, owner=self.owner)
+            self.execute("ack", message_id=delivery.message_id,
+                         delivery_id=delivery.delivery_id)
         finally:
-            self.inflight.discard(message.message_id)
+            self.inflight.discard(delivery)
 
     def dead_letter(self, message: MessageProxy) -> None:
+        delivery: Delivery = message.delivery
         try:
+            try:
+                text, data = encode(message)
+            except InvalidMessage:  # a middleware put something odd in its options
+                text, data = encode(message._message.copy(options={}))
             self.execute(
                 "nack",
-                message_id=message.message_id,
-                owner=self.owner,
-                message=encode(message),
+                message_id=delivery.message_id,
+                delivery_id=delivery.delivery_id,
+                message=text,
+                message_bytes=data,
                 last_error=failure_text(message, self.actors),
             )
         finally:
-            self.inflight.discard(message.message_id)
+            self.inflight.discard(delivery)
 
-    def reject_undecodable(self, message_id: str, text: str, error: Exception) -> None:
-        logger.error("message %s cannot be decoded, dead-lettering it: %s", message_id, error)
+    def reject_undecodable(self, delivery: Delivery, text: str, data: bytes | None,
+                           error: Exception) -> None:
+        logger.error("message %s cannot be decoded, dead-lettering it: %s",
+                     delivery.message_id, error)
         try:
             self.execute(
-                "nack", message_id=message_id, owner=self.owner, message=text,
-                last_error=f"undecodable message: {error}",
+                "nack", message_id=delivery.message_id, delivery_id=delivery.delivery_id,
+                message=text, message_bytes=data, last_error=f"undecodable message: {error}",
             )
         finally:
-            self.inflight.discard(message_id)
+            self.inflight.discard(delivery)
 
-    def requeue(self, queue_name: str, message_ids: list[str]) -> None:
+    def requeue(self, deliveries: list[Delivery]) -> None:
+        """Give back deliveries that never started."""
         try:
-            self.execute("requeue", message_ids=message_ids, owner=self.owner)
+            self.execute("requeue", message_ids=[d.message_id for d in deliveries],
+                         delivery_ids=[d.delivery_id for d in deliveries])
         finally:
-            for message_id in message_ids:
-                self.inflight.discard(message_id)
-
-    def renew_leases(self, message_ids: list[str]) -> set[str]:
-        rows = self.fetch(
-            "renew_leases", message_ids=message_ids, owner=self.owner,
-            lease_seconds=self.lease_timeout,
-        )
-        return {message_id for (message_id,) in rows}
-
-    def stop_cancelled(self, lost: list[str]) -> None:
-        """Stop the jobs among ``lost`` (leases this worker could not renew)
-        that an operator cancelled."""
-        rows = self.fetch("jobs_cancelled_among", message_ids=lost)
-        if rows:
-            self.running.cancel([message_id for (message_id,) in rows])
+            for delivery in deliveries:
+                self.inflight.discard(delivery)
 
     def rescue_expired(self) -> int:
-        """Return lapsed leases' messages to their queues. Returns how many."""
-        total = 0
-        while True:
-            rows = self.fetch("rescue_expired", limit=RESCUE_BATCH, max_rescues=self.max_rescues)
-            for message_id, queue_name, state in rows:
-                outcome = "dead-lettered" if state == "rejected" else "re-queued"
-                logger.warning("message %s on %s lost its worker: %s", message_id,
-                               queue_name, outcome)
-            total += len(rows)
-            if len(rows) < RESCUE_BATCH:
-                return total
+        """Return dead workers' and lapsed leases' messages to their queues, once
+        (the CLI's ``recover``). Returns how many."""
+        session = WorkerSession(dsn=self.url, queries=self.queries, worker_id=self.owner,
+                                lease_seconds=self.lease_timeout, max_rescues=self.max_rescues)
+        try:
+            self.ensure_schema()
+            return session.rescue(watched=False)
+        finally:
+            session.close()
 
     def _wake_queue(self, queue_name: str) -> None:
         self.listener.event(self.channel(queue_name)).set()
@@ -508,8 +521,6 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
         Raises:
             QueueJoinTimeout: after ``timeout`` ms.
         """
-        from dramatiq.errors import QueueJoinTimeout
-
         deadline = None if timeout is None else time.monotonic() + timeout / 1000
         while True:
             (pending,) = self.fetch("pending_count", queue_name=queue_name)[0]
@@ -518,50 +529,6 @@ class PostgresBroker(dramatiq_pg.PostgresBroker):
             if deadline is not None and time.monotonic() >= deadline:
                 raise QueueJoinTimeout(queue_name)
             time.sleep(0.05)
-
-
-def encode(message: Message | MessageProxy, max_bytes: int = MAX_MESSAGE_BYTES) -> str:
-    """The message as JSON text PostgreSQL accepts.
-
-    Raises:
-        InvalidMessage: NaN or infinity, a NUL character, a lone surrogate, an
-            object JSON cannot represent (pass pydantic models as
-            ``model_dump(mode="json")``), or more than ``max_bytes`` of JSON.
-    """
-    plain = message if isinstance(message, Message) else message._message
-    # The fields of Message.asdict(), without its per-call dataclass introspection.
-    fields = {
-        "queue_name": plain.queue_name,
-        "actor_name": plain.actor_name,
-        "args": plain.args,
-        "kwargs": plain.kwargs,
-        "options": plain.options,
-        "message_id": plain.message_id,
-        "message_timestamp": plain.message_timestamp,
-    }
-    try:
-        text = json.dumps(fields, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as error:
-        raise InvalidMessage(
-            f"message for {message.actor_name!r} is not valid JSON: {error}"
-        ) from error
-    if "\\u0000" in text:
-        raise InvalidMessage(
-            f"message for {message.actor_name!r} contains a NUL character (\\u0000), "
-            "which PostgreSQL cannot store"
-        )
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError as error:
-        raise InvalidMessage(
-            f"message for {message.actor_name!r} is not valid Unicode: {error.reason}"
-        ) from None
-    if size > max_bytes:
-        raise InvalidMessage(
-            f"message for {message.actor_name!r} is {size:,} bytes, over the "
-            f"{max_bytes:,}-byte limit: store large data elsewhere and send its id"
-        )
-    return text
 
 
 def is_new_singleton(message: Message) -> bool:

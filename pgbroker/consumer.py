@@ -2,8 +2,10 @@
 
 Dramatiq runs one consumer per queue in each worker process and calls
 ``__next__`` in a loop. Ours claims in bounded batches, never holds more than the
-queue's concurrency cap, and sleeps on a wake-up event between polls. Nothing is
-held in PostgreSQL for a job's life but the row's lease, which a heartbeat renews.
+queue's concurrency cap, and sleeps on a wake-up event until the queue's next
+due time (every claim returns it), a NOTIFY, or the poll interval, whichever
+comes first. Nothing is held in PostgreSQL for a job's life but the row's
+lease, which a heartbeat renews.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import TYPE_CHECKING
 
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.errors import ConnectionError, DecodeError
-from dramatiq.message import Message
 
 from .db import DISCONNECTS
+from .encoding import decode
 
 if TYPE_CHECKING:
     from .broker import PostgresBroker
@@ -37,7 +39,8 @@ class PostgresConsumer(Consumer):
         self.timeout = timeout_ms / 1000
         self.buffer: deque[MessageProxy] = deque()
         self.wakeup = broker.listener.event(broker.channel(queue_name))
-        self.next_poll = 0.0
+        # When to claim without a wake-up: the next due time, or the poll.
+        self.next_claim = 0.0
 
     def __next__(self) -> MessageProxy | None:
         try:
@@ -62,27 +65,33 @@ class PostgresConsumer(Consumer):
                 self.wakeup.wait(self.timeout)
             return None
         now = time.monotonic()
-        if not self.wakeup.is_set() and now < self.next_poll:
-            self.wakeup.wait(min(self.timeout, self.next_poll - now))
+        if not self.wakeup.is_set() and now < self.next_claim:
+            self.wakeup.wait(min(self.timeout, self.next_claim - now))
             return None
 
         # Clear before claiming: a NOTIFY that lands during the claim sets it again.
         self.wakeup.clear()
-        self.next_poll = now + self.broker.poll_interval
-        self.buffer.extend(self._claim(free))
+        self.buffer.extend(self._claim(free, now))
         return self.buffer.popleft() if self.buffer else None
 
-    def _claim(self, limit: int) -> list[MessageProxy]:
-        rows = self.broker.claim(self.queue_name, limit)
+    def _claim(self, limit: int, now: float) -> list[MessageProxy]:
+        rows, next_due = self.broker.claim(self.queue_name, limit)
+        # Measured from before the claim, so a wake-up is never late: at worst
+        # early, and the empty claim then reads a due time a moment away.
+        wait = self.broker.poll_interval if next_due is None else min(
+            max(next_due, 0.0), self.broker.poll_interval)
+        self.next_claim = now + wait
         messages = []
-        for message_id, text in rows:
+        for delivery, text, data in rows:
             try:
-                message = Message.decode(text.encode("utf-8"))
+                message = decode(text, data)
             except DecodeError as error:
                 # Written by something that is not dramatiq: dead, not retried.
-                self.broker.reject_undecodable(message_id, text, error)
+                self.broker.reject_undecodable(delivery, text, data, error)
                 continue
-            messages.append(MessageProxy(message))
+            proxy = MessageProxy(message)
+            proxy.delivery = delivery  # type: ignore[attr-defined]  # read by the broker
+            messages.append(proxy)
         if len(messages) < len(rows):
             self.wakeup.set()  # rejected rows freed slots: look again now
         return messages
@@ -105,9 +114,9 @@ class PostgresConsumer(Consumer):
             raise ConnectionError(str(error).strip()) from error
 
     def requeue(self, messages) -> None:
-        ids = [message.message_id for message in messages]
-        if ids:
-            self.broker.requeue(self.queue_name, ids)
+        deliveries = [message.delivery for message in messages]
+        if deliveries:
+            self.broker.requeue(deliveries)
 
     def close(self) -> None:
         buffered, self.buffer = list(self.buffer), deque()

@@ -62,6 +62,26 @@ class DeadJob:
     finished_at: datetime | None
 
 
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker process of the registry (``<schema>.workers``)."""
+
+    # The worker's name on its leases (queue.lease_owner): host:pid:nonce.
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    started_at: datetime
+    last_heartbeat_at: datetime
+    # Its heartbeat session, as pg_stat_activity shows it.
+    backend_pid: int
+    backend_start: datetime
+    # Its session is open, or it beat within its lease.
+    alive: bool
+    # Jobs it runs now.
+    running: int
+
+
 @dataclass(frozen=True, order=True)
 class QueueStat:
     queue_name: str
@@ -162,6 +182,29 @@ def purge(
 
         deleted += _in_batches(batch, PURGE_BATCH, progress)
     return deleted
+
+
+def list_workers(*, broker: PostgresBroker | None = None) -> list[WorkerInfo]:
+    """The worker processes in the registry, by host and pid."""
+    return [WorkerInfo(*row) for row in _broker(broker).fetch("workers_list")]
+
+
+def workers_alive_per_queue(workers: list[WorkerInfo]) -> dict[str, int]:
+    """How many live workers consume each queue."""
+    counts: dict[str, int] = {}
+    for worker in workers:
+        if worker.alive:
+            for queue_name in worker.queues:
+                counts[queue_name] = counts.get(queue_name, 0) + 1
+    return counts
+
+
+def purge_expired_results(*, broker: PostgresBroker | None = None) -> int:
+    """Delete results past their TTL, in batches. Returns how many."""
+    return _in_batches(
+        lambda: _broker(broker).execute("results_purge_expired", limit=PURGE_BATCH),
+        PURGE_BATCH, None,
+    )
 
 
 def queue_stats(

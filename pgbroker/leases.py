@@ -1,123 +1,153 @@
-"""Liveness: which messages this process holds, a heartbeat, and the rescuer.
+"""Liveness: the deliveries this process holds, its heartbeat, and the rescuer.
 
 Every message a worker claims carries a lease (``lease_owner``,
-``lease_expires_at``). While the process lives, its heartbeat pushes every lease
-it holds forward, however long the job runs (a 45-minute fix included). When the
-process dies, is frozen, or loses its network, its leases simply run out, and the
-rescuer in any live worker puts those messages back on their queue. No session
-state (advisory locks) is involved, so a PostgreSQL restart or a pooler in
-between changes nothing.
+``lease_expires_at``) and a delivery token. While the process lives, its
+heartbeat pushes every lease it holds forward, however long the job runs (a
+45-minute fix included), and refreshes its row in the worker registry. A
+delivery the heartbeat finds taken by another is stopped (see ``delivery.py``).
+
+The rescuer runs more often than the heartbeat: a worker whose session
+vanished is dead, and its jobs go back within about ``rescue_interval``; a
+lapsed lease (a cut or frozen worker) is taken only once the database has been
+up and watched for a full lease.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
 from .db import DISCONNECTS
+from .delivery import Delivery
+from .registry import WorkerSession
 
 logger = logging.getLogger(__name__)
 
 
 class Inflight:
-    """Message ids this process has leased, by queue. Thread-safe."""
+    """Deliveries this process has claimed and not yet finished. Thread-safe."""
 
     def __init__(self, on_release: Callable[[str], None]) -> None:
-        self._queue_of: dict[str, str] = {}
+        self._deliveries: dict[str, Delivery] = {}
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._on_release = on_release
 
-    def add(self, queue_name: str, message_ids: Iterable[str]) -> None:
+    def add(self, deliveries: Iterable[Delivery]) -> None:
         with self._lock:
-            for message_id in message_ids:
-                if message_id not in self._queue_of:
-                    self._queue_of[message_id] = queue_name
-                    self._counts[queue_name] += 1
+            for delivery in deliveries:
+                if delivery.delivery_id not in self._deliveries:
+                    self._deliveries[delivery.delivery_id] = delivery
+                    self._counts[delivery.queue_name] += 1
 
-    def discard(self, message_id: str) -> None:
+    def discard(self, delivery: Delivery) -> None:
         with self._lock:
-            queue_name = self._queue_of.pop(message_id, None)
-            if queue_name is not None:
-                self._counts[queue_name] -= 1
-        if queue_name is not None:
-            self._on_release(queue_name)
+            found = self._deliveries.pop(delivery.delivery_id, None)
+            if found is not None:
+                self._counts[found.queue_name] -= 1
+        if found is not None:
+            self._on_release(found.queue_name)
 
     def count(self, queue_name: str) -> int:
         with self._lock:
             return self._counts[queue_name]
 
-    def ids(self) -> list[str]:
+    def held(self) -> list[Delivery]:
         with self._lock:
-            return list(self._queue_of)
+            return list(self._deliveries.values())
+
+    def get(self, delivery_id: str) -> Delivery | None:
+        with self._lock:
+            return self._deliveries.get(delivery_id)
 
 
 class LeaseKeeper:
-    """A thread that renews this process's leases and rescues expired ones."""
+    """A thread that renews this process's leases, keeps its registry row fresh,
+    and rescues other workers' jobs."""
 
     def __init__(
         self,
         *,
-        interval: float,
-        renew: Callable[[list[str]], set[str]],
-        rescue: Callable[[], int],
+        session: Callable[[], WorkerSession],
         inflight: Inflight,
-        on_lost: Callable[[list[str]], None] | None = None,
+        queues: Callable[[], Iterable[str]],
+        heartbeat_interval: float,
+        rescue_interval: float,
     ) -> None:
-        self.interval = interval
-        # Told of leases newly lost, once each (the broker stops cancelled jobs).
-        self._on_lost = on_lost
-        self._renew = renew
-        self._rescue = rescue
+        self._session_factory = session
+        self._session: WorkerSession | None = None
         self._inflight = inflight
+        self._queues = queues
+        self.heartbeat_interval = heartbeat_interval
+        self.rescue_interval = rescue_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._reported_lost: set[str] = set()
+        self._users = 0
+        self._users_lock = threading.Lock()
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
-        self._thread.start()
+        """Start the thread (counted: in-process tests run several workers)."""
+        with self._users_lock:
+            self._users += 1
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._session = self._session_factory()
+            self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+            self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
+    def stop(self, *, forget: bool = True, all_users: bool = False) -> None:
+        """Stop when the last user stops (or at once, with ``all_users``); with
+        ``forget``, leave the registry."""
+        with self._users_lock:
+            self._users = 0 if all_users else max(self._users - 1, 0)
+            if self._users or self._thread is None:
+                return
+            self._stop.set()
             self._thread.join(timeout=10)
             self._thread = None
+            session, self._session = self._session, None
+        if session is None:
+            return
+        if forget:
+            try:
+                session.forget()
+            except DISCONNECTS as error:
+                logger.warning("could not leave the worker registry (%s)", str(error).strip())
+        session.close()
 
-    def beat(self) -> None:
-        """Renew, then rescue: one heartbeat."""
-        held = self._inflight.ids()
-        if held:
-            renewed = self._renew(held)
-            # Still ours in memory but no longer ours in the table: finished a
-            # moment ago, or taken over after our lease lapsed (a long outage).
-            still_held = set(self._inflight.ids())
-            lost = [m for m in held if m not in renewed and m in still_held]
-            # Said once per message: the job runs on here until it returns.
-            newly_lost = [m for m in lost if m not in self._reported_lost]
-            self._reported_lost = set(lost)
-            if newly_lost and self._on_lost is not None:
-                self._on_lost(newly_lost)
-            if newly_lost:
-                logger.warning("lease lost for %d running messages (another worker may run "
-                               "them too): %s", len(newly_lost), newly_lost[:5])
-        rescued = self._rescue()
-        if rescued:
-            logger.warning("rescued %d messages from workers that stopped renewing", rescued)
+    def beat(self, session: WorkerSession) -> None:
+        """Renew leases, stop lost deliveries, refresh the registry row."""
+        held = self._inflight.held()
+        lost = session.renew([(d.message_id, d.delivery_id) for d in held])
+        for delivery in held:
+            if delivery.delivery_id in lost:
+                delivery.stop()
+        session.heartbeat(self._queues())
 
     def _run(self) -> None:
-        # Beat at once: a worker restarted after a crash rescues what is due.
-        while True:
+        session = self._session
+        assert session is not None
+        # Beat at once: a restarted worker registers before anything else.
+        next_beat = next_rescue = 0.0
+        while not self._stop.is_set():
             try:
-                self.beat()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.heartbeat_interval
+                    self.beat(session)
+                if time.monotonic() >= next_rescue:
+                    next_rescue = time.monotonic() + self.rescue_interval
+                    rescued = session.rescue()
+                    if rescued:
+                        logger.warning("rescued %d messages from workers that are gone", rescued)
             except DISCONNECTS as error:
                 logger.warning("heartbeat failed (%s); will retry", str(error).strip())
+                next_beat = 0.0  # renew first thing after reconnecting
+                self._stop.wait(min(self.rescue_interval, self.heartbeat_interval))
             except Exception:
                 logger.exception("heartbeat failed")
-            if self._stop.wait(self.interval):
-                return
+                self._stop.wait(min(self.rescue_interval, self.heartbeat_interval))
+            self._stop.wait(max(min(next_beat, next_rescue) - time.monotonic(), 0.001))

@@ -6,51 +6,95 @@
 
 -- enqueue --
 -- Insert messages (VALUES filled by execute_values), or re-queue an existing id:
--- that is how dramatiq's Retries middleware sends a failed message back.
-WITH enqueued AS (
-    INSERT INTO {schema}."queue" AS q
-        (message_id, queue_name, "state", message, priority, available_at, last_error)
+-- that is how dramatiq's Retries middleware sends a failed message back. Each
+-- row names the delivery that sends it (fence_message, fence_delivery; NULL
+-- outside a job): a delivery whose message was taken by another delivery
+-- writes nothing, and only the delivery holding a running message re-queues it.
+-- Returns how many rows were written.
+WITH incoming (message_id, queue_name, message, message_bytes, priority, available_at,
+               last_error, fence_message, fence_delivery) AS (
     VALUES %s
+),
+allowed AS (
+    SELECT i.*
+    FROM incoming AS i
+    WHERE i.fence_delivery IS NULL
+       OR NOT EXISTS (SELECT 1 FROM {schema}."queue" AS held
+                      WHERE held.message_id = i.fence_message
+                        AND held.delivery_id IS DISTINCT FROM i.fence_delivery)
+),
+enqueued AS (
+    INSERT INTO {schema}."queue" AS q
+        (message_id, queue_name, "state", message, message_bytes, priority, available_at,
+         last_error, delivery_id)
+    SELECT message_id, queue_name, 'queued', message, message_bytes, priority, available_at,
+           last_error,
+           -- A retry carries its delivery, so the conflict below can check it.
+           CASE WHEN fence_message = message_id THEN fence_delivery END
+    FROM allowed
     ON CONFLICT (message_id) DO UPDATE
     SET "state" = 'queued',
         queue_name = EXCLUDED.queue_name,
         message = EXCLUDED.message,
+        message_bytes = EXCLUDED.message_bytes,
         priority = EXCLUDED.priority,
         available_at = EXCLUDED.available_at,
         last_error = coalesce(EXCLUDED.last_error, q.last_error),
         lease_owner = NULL,
         lease_expires_at = NULL,
         mtime = now()
-    -- A retry of a job an operator cancelled while it ran stays cancelled.
-    WHERE q."state" <> 'cancelled'
-    RETURNING q.queue_name, q.available_at
+    -- A running message is re-queued only by the delivery that holds it (a
+    -- retry); a plain re-send never re-queues a job while it runs. A job an
+    -- operator cancelled stays cancelled (its retry included).
+    WHERE (EXCLUDED.delivery_id IS NULL AND q."state" NOT IN ('consumed', 'cancelled'))
+       OR (q."state" = 'consumed' AND q.delivery_id = EXCLUDED.delivery_id)
+    RETURNING q.queue_name
+),
+-- One wake-up per queue, delayed messages included: a consumer that hears it
+-- reads the queue's next due time and sleeps until then. PostgreSQL also
+-- folds identical notifications of one transaction into one.
+woken AS (
+    SELECT pg_notify({channel_prefix} || queue_name, '')
+    FROM (SELECT DISTINCT queue_name FROM enqueued) AS due
 )
--- One wake-up per queue with work due now; PostgreSQL also folds identical
--- notifications of one transaction into one.
-SELECT pg_notify({channel_prefix} || queue_name, '')
-FROM (SELECT DISTINCT queue_name FROM enqueued WHERE available_at <= now()) AS due;
+SELECT (SELECT count(*) FROM enqueued), (SELECT count(*) FROM woken);
 
 -- enqueue_batch --
--- Insert new messages in bulk (send_many). No upsert: skipping its conflict
--- check makes batches about a tenth faster, and an id that is already stored
--- fails the whole statement instead of re-queueing that job.
-WITH enqueued AS (
-    INSERT INTO {schema}."queue" AS q
-        (message_id, queue_name, "state", message, priority, available_at, last_error)
+-- Insert new messages in bulk (send_many), fenced like enqueue. No upsert:
+-- skipping its conflict check makes batches about a tenth faster, and an id
+-- that is already stored fails the whole statement instead of re-queueing it.
+WITH incoming (message_id, queue_name, message, message_bytes, priority, available_at,
+               last_error, fence_message, fence_delivery) AS (
     VALUES %s
-    RETURNING q.queue_name, q.available_at
+),
+enqueued AS (
+    INSERT INTO {schema}."queue" AS q
+        (message_id, queue_name, "state", message, message_bytes, priority, available_at,
+         last_error)
+    SELECT i.message_id, i.queue_name, 'queued', i.message, i.message_bytes, i.priority,
+           i.available_at, i.last_error
+    FROM incoming AS i
+    WHERE i.fence_delivery IS NULL
+       OR NOT EXISTS (SELECT 1 FROM {schema}."queue" AS held
+                      WHERE held.message_id = i.fence_message
+                        AND held.delivery_id IS DISTINCT FROM i.fence_delivery)
+    RETURNING q.queue_name
+),
+woken AS (
+    SELECT pg_notify({channel_prefix} || queue_name, '')
+    FROM (SELECT DISTINCT queue_name FROM enqueued) AS due
 )
-SELECT pg_notify({channel_prefix} || queue_name, '')
-FROM (SELECT DISTINCT queue_name FROM enqueued WHERE available_at <= now()) AS due;
+SELECT (SELECT count(*) FROM enqueued), (SELECT count(*) FROM woken);
 
 -- enqueue_singleton --
 -- Insert one message unless a job with its singleton key is live on the queue,
 -- or was sent in the same slot; returns its id if it was inserted.
 WITH inserted AS (
     INSERT INTO {schema}."queue" AS q
-        (message_id, queue_name, "state", message, priority, available_at,
+        (message_id, queue_name, "state", message, message_bytes, priority, available_at,
          singleton_key, singleton_slot)
-    VALUES (%(message_id)s, %(queue_name)s, 'queued', %(message)s::jsonb, %(priority)s,
+    VALUES (%(message_id)s, %(queue_name)s, 'queued', %(message)s::jsonb,
+            %(message_bytes)s::bytea, %(priority)s,
             now() + %(delay_ms)s * interval '1 millisecond', %(singleton_key)s,
             coalesce(%(singleton_slot)s,
                      floor(extract(epoch FROM now()) / %(singleton_seconds)s)::bigint))
@@ -59,7 +103,7 @@ WITH inserted AS (
 ),
 woken AS (
     SELECT pg_notify({channel_prefix} || queue_name, '')
-    FROM inserted WHERE available_at <= now()
+    FROM inserted
 )
 -- Joining woken makes PostgreSQL run it: a SELECT CTE nobody reads never runs.
 SELECT inserted.message_id::text
@@ -79,9 +123,12 @@ ORDER BY "state" IN ('queued', 'consumed') DESC, enqueued_at DESC
 LIMIT 1;
 
 -- claim --
--- Lease up to %(limit)s due messages of one queue to this worker, best first.
+-- Lease up to %(limit)s due messages of one queue to this worker, best first,
+-- each under a new delivery token; and the queue's next due time after them.
 -- SKIP LOCKED lets consumers race without waiting on each other; the ORDER BY
--- matches queue_claim_idx so the scan stops at the LIMIT.
+-- matches queue_claim_idx so the scan stops at the LIMIT. The last row has
+-- only next_due_seconds (NULL when nothing is delayed): the consumer sleeps
+-- until then, so a delayed message starts at its due time, not at a poll.
 WITH due AS (
     SELECT message_id
     FROM {schema}."queue"
@@ -93,21 +140,37 @@ WITH due AS (
     ORDER BY priority, available_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE {schema}."queue" AS q
+    SET "state" = 'consumed',
+        delivery_id = gen_random_uuid(),
+        lease_owner = %(owner)s,
+        lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
+        attempts = q.attempts + 1,
+        started_at = now(),
+        mtime = now()
+    FROM due
+    WHERE q.message_id = due.message_id
+    RETURNING q.message_id::text, q.delivery_id::text, q.message::text, q.message_bytes
 )
-UPDATE {schema}."queue" AS q
-SET "state" = 'consumed',
-    lease_owner = %(owner)s,
-    lease_expires_at = now() + %(lease_seconds)s * interval '1 second',
-    attempts = q.attempts + 1,
-    started_at = now(),
-    mtime = now()
-FROM due
-WHERE q.message_id = due.message_id
-RETURNING q.message_id::text, q.message::text;
+SELECT message_id, delivery_id, message, message_bytes, NULL::float8 AS next_due_seconds
+FROM claimed
+UNION ALL
+-- queue_due_idx: the first entry past now() of this queue.
+SELECT NULL, NULL, NULL, NULL,
+       extract(epoch FROM (SELECT available_at
+                           FROM {schema}."queue"
+                           WHERE queue_name = %(queue_name)s
+                             AND "state" = 'queued'
+                             AND available_at > now()
+                           ORDER BY available_at
+                           LIMIT 1) - now())::float8;
 
 -- ack --
--- Mark a message this worker ran as done. A message that Retries re-queued, or
--- that another worker rescued after our lease ran out, is left alone.
+-- Mark a message done, if this delivery still holds it. A message that Retries
+-- re-queued, or that was rescued after our lease ran out, is left alone. The
+-- delivery id stays on the row (see 0006_deliveries.sql).
 UPDATE {schema}."queue"
 SET "state" = 'done',
     finished_at = now(),
@@ -115,61 +178,104 @@ SET "state" = 'done',
     lease_owner = NULL,
     lease_expires_at = NULL
 WHERE message_id = %(message_id)s
-  AND "state" = 'consumed'
-  AND lease_owner = %(owner)s;
+  AND delivery_id = %(delivery_id)s
+  AND "state" = 'consumed';
 
 -- nack --
--- Dead-letter a message this worker holds, keeping the final message (its
+-- Dead-letter a message this delivery holds, keeping the final message (its
 -- options carry dramatiq's traceback) and the error.
 UPDATE {schema}."queue"
 SET "state" = 'rejected',
     message = %(message)s,
+    message_bytes = %(message_bytes)s,
     last_error = %(last_error)s,
     finished_at = now(),
     mtime = now(),
     lease_owner = NULL,
     lease_expires_at = NULL
 WHERE message_id = %(message_id)s
-  AND "state" = 'consumed'
-  AND lease_owner = %(owner)s;
+  AND delivery_id = %(delivery_id)s
+  AND "state" = 'consumed';
 
 -- requeue --
--- Give back messages this worker leased but never started (shutdown, consumer
--- restart), returning the delivery they did not use, and wake the consumers.
+-- Give back deliveries this worker leased but never started (shutdown, consumer
+-- restart), returning the attempt they did not use, and wake the consumers.
 WITH requeued AS (
     UPDATE {schema}."queue"
     SET "state" = 'queued',
         attempts = greatest(attempts - 1, 0),
+        delivery_id = NULL,
         lease_owner = NULL,
         lease_expires_at = NULL,
         mtime = now()
     WHERE message_id = ANY(%(message_ids)s::uuid[])
+      AND delivery_id = ANY(%(delivery_ids)s::uuid[])
       AND "state" = 'consumed'
-      AND lease_owner = %(owner)s
     RETURNING queue_name
 )
 SELECT pg_notify({channel_prefix} || queue_name, '')
 FROM (SELECT DISTINCT queue_name FROM requeued) AS woken;
 
 -- renew_leases --
--- Heartbeat: push back the lease of every message this worker still holds.
--- Returns the ones renewed; a missing id was finished, re-queued or rescued.
-UPDATE {schema}."queue"
-SET lease_expires_at = now() + %(lease_seconds)s * interval '1 second'
-WHERE message_id = ANY(%(message_ids)s::uuid[])
-  AND "state" = 'consumed'
-  AND lease_owner = %(owner)s
-RETURNING message_id::text;
+-- Heartbeat: push back the lease of every delivery this worker holds, and
+-- return the deliveries that lost their message to another delivery (rescued
+-- and claimed again, or re-queued by a rescue). A delivery whose row is gone
+-- (flushed) or that finished is not lost: nobody else runs it.
+WITH held AS (
+    SELECT *
+    FROM unnest(%(message_ids)s::uuid[], %(delivery_ids)s::uuid[]) AS h(message_id, delivery_id)
+),
+-- A data-modifying CTE runs whether or not the query reads it.
+renewed AS (
+    UPDATE {schema}."queue" AS q
+    SET lease_expires_at = now() + %(lease_seconds)s * interval '1 second'
+    FROM held
+    WHERE q.message_id = held.message_id
+      AND q.delivery_id = held.delivery_id
+      AND q."state" = 'consumed'
+    RETURNING q.message_id
+)
+SELECT held.delivery_id::text
+FROM held JOIN {schema}."queue" AS q ON q.message_id = held.message_id
+WHERE q.delivery_id IS DISTINCT FROM held.delivery_id;
 
--- rescue_expired --
--- Take back messages whose worker stopped renewing its lease (killed, frozen or
--- cut off), in a bounded batch. A message that lost its worker more than
--- %(max_rescues)s times is dead-lettered instead: it is probably what kills them.
-WITH expired AS (
+-- rescue --
+-- Take back running messages whose worker is gone, in a bounded batch:
+--  * at once, those of a registered worker whose heartbeat session vanished
+--    while the server kept running (the process is dead);
+--  * those whose lease lapsed, but only once the server has been up, and this
+--    rescuer's own session connected, for a full lease: after an outage (of
+--    the server, or of this rescuer's network) every live worker first gets a
+--    whole lease to reconnect and renew, so a live job is never taken.
+-- A message that lost its worker more than %(max_rescues)s times is
+-- dead-lettered instead: it is probably what kills them. Run on the rescuer's
+-- long-lived heartbeat session (its backend_start is the "connected since").
+WITH settled AS (
+    SELECT greatest(pg_postmaster_start_time(),
+                    -- NULL (ignored) for a one-off rescue from the CLI.
+                    CASE WHEN %(watched)s THEN (SELECT backend_start FROM pg_stat_activity
+                                                WHERE pid = pg_backend_pid()) END)
+           < now() - %(lease_seconds)s * interval '1 second' AS ok
+),
+dead_workers AS (
+    SELECT w.worker_id
+    FROM {schema}.workers AS w
+    WHERE w.worker_id <> %(owner)s
+      -- A session of an earlier server life vanished with the restart: no proof.
+      AND w.backend_start >= pg_postmaster_start_time()
+      -- backend_start is NULL for a session we may not see: count it alive.
+      AND NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a
+                      WHERE a.pid = w.backend_pid
+                        AND (a.backend_start = w.backend_start OR a.backend_start IS NULL))
+),
+orphans AS (
     SELECT message_id
     FROM {schema}."queue"
-    -- A NULL lease is a row set to consumed by hand or by an old dramatiq-pg.
-    WHERE "state" = 'consumed' AND (lease_expires_at < now() OR lease_expires_at IS NULL)
+    WHERE "state" = 'consumed'
+      AND (lease_owner IN (SELECT worker_id FROM dead_workers)
+           -- A NULL lease is a row set to consumed by hand or by an old dramatiq-pg.
+           OR ((lease_expires_at < now() OR lease_expires_at IS NULL)
+               AND (SELECT ok FROM settled)))
     ORDER BY lease_expires_at NULLS FIRST
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -185,11 +291,12 @@ rescued AS (
         finished_at = CASE WHEN q.rescues >= %(max_rescues)s THEN now() END,
         rescues = q.rescues + 1,
         available_at = now(),
+        delivery_id = NULL,
         lease_owner = NULL,
         lease_expires_at = NULL,
         mtime = now()
-    FROM expired
-    WHERE q.message_id = expired.message_id
+    FROM orphans
+    WHERE q.message_id = orphans.message_id
     RETURNING q.message_id::text, q.queue_name, q."state"::text
 ),
 woken AS (
@@ -200,20 +307,103 @@ woken AS (
 SELECT rescued.message_id, rescued.queue_name, rescued."state"
 FROM rescued LEFT JOIN (SELECT count(*) FROM woken) AS notified ON true;
 
+-- worker_heartbeat --
+-- Register this worker, or refresh its row: queues, heartbeat time, and the
+-- session it keeps open (which changes when it reconnects).
+INSERT INTO {schema}.workers AS w
+    (worker_id, host, pid, queues, lease_seconds, backend_pid, backend_start)
+SELECT %(worker_id)s, %(host)s, %(pid)s, %(queues)s::text[], %(lease_seconds)s,
+       a.pid, a.backend_start
+FROM pg_stat_activity AS a
+WHERE a.pid = pg_backend_pid()
+ON CONFLICT (worker_id) DO UPDATE
+SET queues = EXCLUDED.queues,
+    lease_seconds = EXCLUDED.lease_seconds,
+    last_heartbeat_at = now(),
+    backend_pid = EXCLUDED.backend_pid,
+    backend_start = EXCLUDED.backend_start;
+
+-- worker_forget --
+-- A clean shutdown: this worker leaves the registry.
+DELETE FROM {schema}.workers WHERE worker_id = %(worker_id)s;
+
+-- workers_forget_gone --
+-- Drop registry rows of workers that are gone and hold no running job: a
+-- vanished session (as in rescue), or no heartbeat for three leases.
+DELETE FROM {schema}.workers AS w
+WHERE w.worker_id <> %(worker_id)s
+  AND NOT EXISTS (SELECT 1 FROM {schema}."queue" AS q
+                  WHERE q."state" = 'consumed' AND q.lease_owner = w.worker_id)
+  AND (w.last_heartbeat_at < now() - 3 * w.lease_seconds * interval '1 second'
+       OR (w.backend_start >= pg_postmaster_start_time()
+           AND NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a
+                           WHERE a.pid = w.backend_pid
+                             AND (a.backend_start = w.backend_start
+                                  OR a.backend_start IS NULL))));
+
+-- workers_list --
+-- The registry, with each worker's liveness and running jobs: alive while its
+-- session is open or its last heartbeat is younger than its lease.
+SELECT w.worker_id,
+       w.host,
+       w.pid,
+       w.queues,
+       w.started_at,
+       w.last_heartbeat_at,
+       w.backend_pid,
+       w.backend_start,
+       (EXISTS (SELECT 1 FROM pg_stat_activity AS a
+                WHERE a.pid = w.backend_pid
+                  AND (a.backend_start = w.backend_start OR a.backend_start IS NULL))
+        OR w.last_heartbeat_at > now() - w.lease_seconds * interval '1 second') AS alive,
+       (SELECT count(*) FROM {schema}."queue" AS q
+        WHERE q."state" = 'consumed' AND q.lease_owner = w.worker_id) AS running
+FROM {schema}.workers AS w
+ORDER BY w.host, w.pid, w.worker_id;
+
 -- store_result --
--- Keep an actor's return value on its message row until %(ttl_ms)s ms from now.
-UPDATE {schema}."queue"
-SET "result" = %(result)s,
-    result_ttl = now() + %(ttl_ms)s * interval '1 millisecond'
-WHERE message_id = %(message_id)s;
+-- Keep a result until %(ttl_ms)s ms from now, whether or not its message row
+-- exists, unless the storing delivery (if any) lost its message to another.
+INSERT INTO {schema}.results AS r (message_key, "result", encoded, expires_at)
+SELECT %(message_key)s, %(result)s::jsonb, %(encoded)s::bytea,
+       now() + %(ttl_ms)s * interval '1 millisecond'
+WHERE %(fence_delivery)s::uuid IS NULL
+   OR NOT EXISTS (SELECT 1 FROM {schema}."queue" AS held
+                  WHERE held.message_id = %(fence_message)s::uuid
+                    AND held.delivery_id IS DISTINCT FROM %(fence_delivery)s::uuid)
+ON CONFLICT (message_key) DO UPDATE
+SET "result" = EXCLUDED."result",
+    encoded = EXCLUDED.encoded,
+    stored_at = now(),
+    expires_at = EXCLUDED.expires_at;
 
 -- get_result --
--- An unexpired result, if the actor stored one.
-SELECT "result"::text
+-- An unexpired result: from the results table, else from a row dramatiq-pg
+-- wrote (its result on the message row).
+SELECT "result"::text, encoded
+FROM {schema}.results
+WHERE message_key = %(message_key)s AND expires_at > now()
+UNION ALL
+SELECT "result"::text, NULL
 FROM {schema}."queue"
-WHERE message_id = %(message_id)s
+WHERE message_id = %(message_id)s::uuid
   AND "result" IS NOT NULL
-  AND (result_ttl IS NULL OR result_ttl > now());
+  AND (result_ttl IS NULL OR result_ttl > now())
+LIMIT 1;
+
+-- results_purge_expired --
+-- Delete up to %(limit)s expired results; called in a loop.
+WITH old AS (
+    SELECT message_key
+    FROM {schema}.results
+    WHERE expires_at < now()
+    ORDER BY expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {schema}.results AS r
+USING old
+WHERE r.message_key = old.message_key;
 
 -- job_by_id --
 -- Everything known about one message, for status lookups.
@@ -240,8 +430,10 @@ SELECT message_id::text,
        finished_at,
        lease_owner,
        lease_expires_at,
-       "result"::text AS result
-FROM {schema}."queue"
+       coalesce((SELECT r."result"::text FROM {schema}.results AS r
+                 WHERE r.message_key = q.message_id::text AND r.expires_at > now()),
+                q."result"::text) AS result
+FROM {schema}."queue" AS q
 WHERE message_id = %(message_id)s;
 
 -- dead_list --

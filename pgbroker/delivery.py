@@ -1,0 +1,117 @@
+"""Deliveries: one claim of one message, and how a job that lost it is stopped.
+
+Every claim gets a delivery token. The broker names it on everything the job
+writes (ack, nack, retries, results, follow-up messages), so a delivery whose
+message was taken from it changes nothing. When the heartbeat learns that a
+running delivery lost its message (its lease lapsed during a network cut and
+another worker took it), the delivery is *stopped*: its stop hooks run (say, a
+fix job's container is stopped) and its thread gets :class:`LeaseLost`, raised
+the way Dramatiq's TimeLimit raises ``TimeLimitExceeded``. Code that holds a
+resource for the job registers a hook::
+
+    from pgbroker import current_delivery
+
+    delivery = current_delivery()
+    unregister = delivery.on_stop(lambda: stop_container(name)) if delivery else None
+
+and puts the normal clean-up in a ``finally``: the exception reaches it.
+The command runner needs no hook: it kills its process group on any exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dramatiq.threading import Interrupt, raise_thread_exception
+
+logger = logging.getLogger(__name__)
+
+_bound = threading.local()
+
+
+class LeaseLost(Interrupt):
+    """Raised in a job's thread when another delivery took its message.
+
+    An ``Interrupt`` (a ``BaseException``), like ``TimeLimitExceeded``, so an
+    ``except Exception`` in the job does not swallow it.
+    """
+
+
+@dataclass(eq=False)
+class Delivery:
+    """One claim of one message by this process."""
+
+    message_id: str
+    delivery_id: str
+    queue_name: str
+    # The thread running the job, while it runs.
+    thread_id: int | None = None
+    lost: bool = False
+    _hooks: list[Callable[[], None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_stop(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook()`` if this delivery is stopped; returns the unregister function.
+
+        A hook registered after the delivery was stopped runs at once.
+        """
+        with self._lock:
+            run_now = self.lost
+            if not run_now:
+                self._hooks.append(hook)
+        if run_now:
+            _run_hook(self, hook)
+
+        def unregister() -> None:
+            with self._lock:
+                if hook in self._hooks:
+                    self._hooks.remove(hook)
+
+        return unregister
+
+    def start(self) -> None:
+        """The calling thread runs this delivery's job now."""
+        with self._lock:
+            self.thread_id = threading.get_ident()
+        _bound.delivery = self
+
+    def finish(self) -> None:
+        """The job's thread is done with it: no more exceptions for it."""
+        with self._lock:
+            if self.thread_id == threading.get_ident():
+                self.thread_id = None
+
+    def stop(self) -> None:
+        """This delivery lost its message: run the hooks, interrupt the job.
+
+        Safe to call more than once; only the first call acts.
+        """
+        with self._lock:
+            if self.lost:
+                return
+            self.lost = True
+            hooks, self._hooks = self._hooks, []
+            thread_id = self.thread_id
+            if thread_id is not None:
+                # Under the lock, so the job cannot finish and start another
+                # message on this thread in between.
+                raise_thread_exception(thread_id, LeaseLost)
+        logger.warning("message %s: delivery %s lost its lease to another worker; stopping it",
+                       self.message_id, self.delivery_id)
+        for hook in hooks:
+            _run_hook(self, hook)
+
+
+def current_delivery() -> Delivery | None:
+    """The delivery whose job this thread runs (or ran last), if any."""
+    return getattr(_bound, "delivery", None)
+
+
+def _run_hook(delivery: Delivery, hook: Callable[[], None]) -> None:
+    try:
+        hook()
+    except Exception:
+        logger.exception("stop hook of message %s failed", delivery.message_id)

@@ -1,0 +1,135 @@
+"""Messages and results as the broker stores them, through Dramatiq's encoder.
+
+Whatever ``dramatiq.get_encoder()`` writes is what is stored and what the
+consumer decodes. When that is a JSON object (Dramatiq's default JSON encoder,
+or a JSON encoder of one's own) it goes to the ``message`` JSONB column exactly
+as dramatiq-pg stores it; any other encoding (pickle, msgpack) is kept as bytes
+in ``message_bytes``, with the routing fields in ``message`` so SQL, the CLI and
+a dashboard still see which actor and queue a job is for.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import dramatiq
+from dramatiq.broker import MessageProxy
+from dramatiq.encoder import Encoder, JSONEncoder
+from dramatiq.errors import DecodeError
+from dramatiq.message import Message
+
+from .errors import InvalidMessage
+
+# Payloads are ids and small documents; a megabyte of JSON is a mistake.
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def as_json_text(data: bytes, *, objects_only: bool = True) -> str | None:
+    """``data`` as text for a JSONB column if it is JSON PostgreSQL can store
+    (no NaN, no NUL; an object unless not ``objects_only``), else None."""
+    try:
+        text = data.decode("utf-8")
+        parsed = json.loads(text, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if (objects_only and not isinstance(parsed, dict)) or "\\u0000" in text:
+        return None
+    return text
+
+
+def encode(message: Message | MessageProxy, *, encoder: Encoder | None = None,
+           max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[str, bytes | None]:
+    """The message as (JSON text for ``message``, bytes for ``message_bytes`` or None).
+
+    Raises:
+        InvalidMessage: the encoder refused it; with the JSON encoder: NaN or
+            infinity, a NUL character, a lone surrogate, an object JSON cannot
+            represent (pass pydantic models as ``model_dump(mode="json")``); or
+            more than ``max_bytes`` once encoded.
+    """
+    plain = message if isinstance(message, Message) else message._message
+    encoder = encoder or dramatiq.get_encoder()
+    # The fields of Message.asdict(), without its per-call dataclass introspection.
+    fields = {
+        "queue_name": plain.queue_name,
+        "actor_name": plain.actor_name,
+        "args": plain.args,
+        "kwargs": plain.kwargs,
+        "options": plain.options,
+        "message_id": plain.message_id,
+        "message_timestamp": plain.message_timestamp,
+    }
+    if type(encoder) is JSONEncoder:
+        # Dramatiq's own encoder, made strict: PostgreSQL refuses NaN and NUL.
+        try:
+            text = json.dumps(fields, allow_nan=False, ensure_ascii=False,
+                              separators=(",", ":"))
+        except (TypeError, ValueError) as error:
+            raise InvalidMessage(
+                f"message for {plain.actor_name!r} is not valid JSON: {error}"
+            ) from error
+        if "\\u0000" in text:
+            raise InvalidMessage(
+                f"message for {plain.actor_name!r} contains a NUL character (\\u0000), "
+                "which PostgreSQL cannot store"
+            )
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as error:
+            raise InvalidMessage(
+                f"message for {plain.actor_name!r} is not valid Unicode: {error.reason}"
+            ) from None
+        _check_size(plain, size, max_bytes)
+        return text, None
+    try:
+        data = encoder.encode(fields)
+    except Exception as error:
+        raise InvalidMessage(
+            f"message for {plain.actor_name!r} cannot be encoded by "
+            f"{type(encoder).__name__}: {error}"
+        ) from error
+    _check_size(plain, len(data), max_bytes)
+    text = as_json_text(data)
+    if text is not None:
+        return text, None
+    routing = {key: fields[key] for key in
+               ("queue_name", "actor_name", "message_id", "message_timestamp")}
+    return json.dumps(routing, ensure_ascii=False, separators=(",", ":")), data
+
+
+def _check_size(message: Message, size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise InvalidMessage(
+            f"message for {message.actor_name!r} is {size:,} bytes, over the "
+            f"{max_bytes:,}-byte limit: store large data elsewhere and send its id"
+        )
+
+
+def decode(text: str, data: bytes | memoryview | None) -> Message:
+    """The message stored as ``text`` (JSONB) and ``data`` (bytes, if any).
+
+    Rows without bytes are JSON: written by a JSON encoder, by dramatiq-pg, or
+    by ``add_job()`` in SQL; if the configured encoder cannot read them, they
+    are read as plain JSON.
+
+    Raises:
+        DecodeError: neither reads it.
+    """
+    if data is not None:
+        return Message.decode(bytes(data))
+    try:
+        return Message.decode(text.encode("utf-8"))
+    except DecodeError:
+        if isinstance(dramatiq.get_encoder(), JSONEncoder):
+            raise
+        try:
+            fields = json.loads(text)
+            fields["args"] = tuple(fields["args"])
+            return Message(**fields)
+        except (KeyError, TypeError, ValueError) as error:
+            raise DecodeError(f"failed to decode message {text!r}", text, error) from None

@@ -1,0 +1,124 @@
+"""The worker's own session: registry row, lease renewals, rescues.
+
+Each worker process keeps one connection open for its whole life (reopened
+only when it breaks). Its backend pid and start time go into the ``workers``
+table on every heartbeat, so other workers can tell, from
+``pg_stat_activity``, that this process died the moment its session vanishes.
+The same session runs the rescuer, whose outage guard reads its
+``backend_start``: a rescuer that just reconnected has not watched the
+database for a full lease, and takes nothing on lapsed leases yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.sql import Composed
+
+from .db import DISCONNECTS, connect
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RESCUE_BATCH = 500
+
+
+class WorkerSession:
+    """The long-lived connection of one worker process. One thread uses it."""
+
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        queries: dict[str, Composed],
+        worker_id: str,
+        lease_seconds: float,
+        max_rescues: int,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.dsn = dsn
+        self.queries = queries
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self.max_rescues = max_rescues
+        self.connect_timeout = connect_timeout
+        self._conn: Connection | None = None
+
+    def _run(self, name: str, params: dict[str, Any], result: Callable[[Cursor], T]) -> T:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.dsn, timeout=self.connect_timeout,
+                                 application_name="pts-jobs worker")
+            self._conn.autocommit = True
+            with self._conn.cursor() as cur:
+                # This session is the worker's pulse: never end it for idling.
+                cur.execute("SET idle_session_timeout = 0")
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(self.queries[name], params)
+                return result(cur)
+        except DISCONNECTS:
+            self.close()
+            raise
+
+    def heartbeat(self, queues: Iterable[str]) -> None:
+        """Write this worker's registry row (insert or refresh)."""
+        self._run("worker_heartbeat", {
+            "worker_id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
+            "queues": sorted(queues), "lease_seconds": self.lease_seconds,
+        }, lambda cur: None)
+
+    def renew(self, held: list[tuple[str, str]]) -> set[str]:
+        """Renew the leases of ``held`` (message id, delivery id) pairs.
+
+        Returns the delivery ids that lost their message to another delivery.
+        """
+        if not held:
+            return set()
+        rows = self._run("renew_leases", {
+            "message_ids": [message_id for message_id, _ in held],
+            "delivery_ids": [delivery_id for _, delivery_id in held],
+            "lease_seconds": self.lease_seconds,
+        }, lambda cur: cur.fetchall())
+        return {delivery_id for (delivery_id,) in rows}
+
+    def rescue(self, *, watched: bool = True) -> int:
+        """Return dead workers' and lapsed leases' messages to their queues.
+
+        ``watched``: lapsed leases are taken only once this session has been
+        connected for a full lease (False for a one-off rescue: then only the
+        server's own uptime counts). Returns how many.
+        """
+        total = 0
+        while True:
+            rows = self._run("rescue", {
+                "owner": self.worker_id, "limit": RESCUE_BATCH,
+                "max_rescues": self.max_rescues, "lease_seconds": self.lease_seconds,
+                "watched": watched,
+            }, lambda cur: cur.fetchall())
+            for message_id, queue_name, state in rows:
+                outcome = "dead-lettered" if state == "rejected" else "re-queued"
+                logger.warning("message %s on %s lost its worker: %s", message_id,
+                               queue_name, outcome)
+            total += len(rows)
+            if len(rows) < RESCUE_BATCH:
+                break
+        self._run("workers_forget_gone", {"worker_id": self.worker_id}, lambda cur: None)
+        return total
+
+    def forget(self) -> None:
+        """Leave the registry (a clean shutdown)."""
+        self._run("worker_forget", {"worker_id": self.worker_id}, lambda cur: None)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # pragma: no cover - closing a dead socket
+                logger.debug("error closing the worker session", exc_info=True)
