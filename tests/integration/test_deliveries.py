@@ -1,0 +1,200 @@
+"""Per-delivery fencing, the worker registry and the outage guard, on the
+broker's own API against a real PostgreSQL (no worker runs)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from dramatiq.message import Message
+
+from pgbroker import PostgresBroker, PostgresResults
+from pgbroker.delivery import Delivery
+from pgbroker.jobs import get_job, list_workers
+from pgbroker.registry import WorkerSession
+from tests.conftest import DATABASE_URL, SCHEMA
+from tests.fixtures import query
+
+QUEUE = "fence-test"
+
+
+@pytest.fixture
+def own_broker(broker):
+    """A broker of the test's own on the test schema: a 2 s lease, no worker."""
+    made = PostgresBroker(url=DATABASE_URL, schema=SCHEMA, lease_timeout=2)
+    made.declare_queue(QUEUE)
+    yield made
+    made.close()
+
+
+def message(**options) -> Message:
+    return Message(queue_name=QUEUE, actor_name="nobody", args=(), kwargs={},
+                   options=options)
+
+
+def claim_one(broker: PostgresBroker) -> Delivery:
+    rows, _ = broker.claim(QUEUE, 1)
+    assert len(rows) == 1
+    return rows[0][0]
+
+
+def state(message_id: str) -> tuple:
+    return query('SELECT state::text, attempts, delivery_id::text FROM {schema}."queue" '
+                 "WHERE message_id = %s", message_id)[0]
+
+
+def session(broker: PostgresBroker, worker_id: str) -> WorkerSession:
+    return WorkerSession(dsn=DATABASE_URL, queries=broker.queries, worker_id=worker_id,
+                         lease_seconds=broker.lease_timeout, max_rescues=3)
+
+
+def test_every_claim_is_a_delivery_of_its_own(own_broker):
+    sent = own_broker.enqueue(message())
+    first = claim_one(own_broker)
+    own_broker.rescue_expired()  # the lease is fresh: nothing to take
+    assert state(sent.message_id) == ("consumed", 1, first.delivery_id)
+
+
+def test_the_ack_of_a_retried_attempt_does_not_finish_the_next_attempt(own_broker):
+    """Retries re-enqueues under the same id, then the worker acks attempt 1."""
+    sent = own_broker.enqueue(message())
+    attempt_1 = claim_one(own_broker)
+    attempt_1.start()  # this thread runs attempt 1: its retry names it
+    try:
+        own_broker.enqueue(sent.copy(options={"retries": 1}))
+    finally:
+        attempt_1.finish()
+    attempt_2 = claim_one(own_broker)
+
+    assert own_broker.execute("ack", message_id=sent.message_id,
+                              delivery_id=attempt_1.delivery_id) == 0
+    assert state(sent.message_id) == ("consumed", 2, attempt_2.delivery_id)
+    assert own_broker.execute("ack", message_id=sent.message_id,
+                              delivery_id=attempt_2.delivery_id) == 1
+
+
+def test_a_plain_resend_never_requeues_a_running_job(own_broker):
+    sent = own_broker.enqueue(message())
+    running = claim_one(own_broker)
+    own_broker.enqueue(sent)  # not from the job's thread: no delivery named
+    assert state(sent.message_id) == ("consumed", 1, running.delivery_id)
+
+
+def test_a_delivery_that_lost_its_message_writes_nothing(own_broker, broker):
+    sent = own_broker.enqueue(message())
+    cut_off = claim_one(own_broker)
+    # Its lease is taken (as the rescuer does after a cut) and claimed again.
+    query('UPDATE {schema}."queue" SET state = \'queued\', delivery_id = NULL '
+          "WHERE message_id = %s", sent.message_id)
+    taker = claim_one(own_broker)
+    follow_up = message()
+
+    cut_off.start()
+    try:
+        own_broker.enqueue(sent.copy(options={"retries": 1}))  # its retry
+        own_broker.enqueue(follow_up)  # a message the job sends
+        PostgresResults(own_broker).store_result(sent, "stale", 60_000)
+    finally:
+        cut_off.finish()
+
+    assert state(sent.message_id) == ("consumed", 2, taker.delivery_id)
+    assert query('SELECT count(*) FROM {schema}."queue" WHERE message_id = %s',
+                 follow_up.message_id)[0][0] == 0
+    assert query("SELECT count(*) FROM {schema}.results")[0][0] == 0
+    assert own_broker.execute("nack", message_id=sent.message_id,
+                              delivery_id=cut_off.delivery_id, message="{}",
+                              message_bytes=None, last_error="late") == 0
+
+
+def test_the_heartbeat_reports_a_delivery_taken_by_another_and_no_other(own_broker):
+    kept_message, lost_message = own_broker.enqueue(message()), own_broker.enqueue(message())
+    kept, lost = claim_one(own_broker), claim_one(own_broker)
+    query('UPDATE {schema}."queue" SET delivery_id = gen_random_uuid() WHERE message_id = %s',
+          lost.message_id)
+    keeper = session(own_broker, "test:keeper")
+    try:
+        taken = keeper.renew([(kept.message_id, kept.delivery_id),
+                              (lost.message_id, lost.delivery_id)])
+    finally:
+        keeper.close()
+    assert taken == {lost.delivery_id}
+    assert {kept_message.message_id, lost_message.message_id} == {kept.message_id,
+                                                                  lost.message_id}
+
+
+def test_a_stopped_delivery_runs_its_hooks_once_and_late_ones_at_once():
+    delivery = Delivery("m", "d", QUEUE)
+    calls: list[str] = []
+    delivery.on_stop(lambda: calls.append("container"))
+    unregister = delivery.on_stop(lambda: calls.append("removed"))
+    unregister()
+    delivery.stop()
+    delivery.stop()
+    delivery.on_stop(lambda: calls.append("late"))
+    assert calls == ["container", "late"]
+
+
+def test_a_dead_workers_session_gives_its_jobs_back_at_once(own_broker):
+    sent = own_broker.enqueue(message())
+    doomed = session(own_broker, "doomed:1:x")
+    rescuer = session(own_broker, "rescuer:2:y")
+    try:
+        doomed.heartbeat([QUEUE])
+        claimed = claim_one(own_broker)
+        query('UPDATE {schema}."queue" SET lease_owner = %s WHERE message_id = %s',
+              doomed.worker_id, claimed.message_id)
+        rescuer.heartbeat([QUEUE])
+        assert rescuer.rescue() == 0  # alive, lease fresh: nothing to take
+
+        (backend_pid,) = query("SELECT backend_pid FROM {schema}.workers "
+                               "WHERE worker_id = %s", doomed.worker_id)[0]
+        query("SELECT pg_terminate_backend(%s)", backend_pid)
+        wait_gone(backend_pid)
+
+        assert rescuer.rescue() == 1  # the lease (2 s) has not lapsed: the session told
+        job = get_job(sent.message_id, broker=own_broker)
+        assert (job.state, job.rescues) == ("queued", 1)
+        assert [w.id for w in list_workers(broker=own_broker)] == [rescuer.worker_id]
+    finally:
+        doomed.close()
+        rescuer.close()
+
+
+def test_a_lapsed_lease_is_not_taken_by_a_rescuer_connected_for_less_than_a_lease(own_broker):
+    """After an outage every worker gets a full lease to reconnect and renew."""
+    sent = own_broker.enqueue(message())
+    claim_one(own_broker)
+    query('UPDATE {schema}."queue" SET lease_expires_at = now() - interval \'1 minute\' '
+          "WHERE message_id = %s", sent.message_id)
+    fresh = session(own_broker, "fresh:3:z")
+    try:
+        assert fresh.rescue() == 0
+        # The same rows, from a rescuer that has watched the server long enough
+        # (here: a one-off rescue, which counts the server's uptime only).
+        assert fresh.rescue(watched=False) == 1
+    finally:
+        fresh.close()
+    assert state(sent.message_id)[0] == "queued"
+
+
+def test_the_registry_row_names_the_session_the_worker_keeps_open(own_broker):
+    worker = session(own_broker, "w:4:q")
+    try:
+        worker.heartbeat(["b", "a"])
+        (found,) = list_workers(broker=own_broker)
+        with worker._conn.cursor() as cur:  # the session itself
+            cur.execute("SELECT pg_backend_pid()")
+            (own_pid,) = cur.fetchone()
+        assert (found.host, found.queues, found.backend_pid, found.alive) == (
+            socket.gethostname(), ["a", "b"], own_pid, True)
+        worker.forget()
+        assert list_workers(broker=own_broker) == []
+    finally:
+        worker.close()
+
+
+def wait_gone(backend_pid: int) -> None:
+    from tests.support import wait_for
+
+    wait_for(lambda: not query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", backend_pid),
+             timeout=5, what="the terminated session to go")
