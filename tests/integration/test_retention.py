@@ -30,11 +30,16 @@ def test_the_retention_job_deletes_only_what_is_past_its_retention(worker):
     add_finished("rejected", timedelta(days=31), 1200)
     add_finished("rejected", timedelta(days=8), 5)  # dead jobs are kept 30 days
 
+    query("INSERT INTO {schema}.results (message_key, result, expires_at) "
+          "VALUES ('expired', '1', now() - interval '1 second'), "
+          "('kept', '2', now() + interval '1 hour')")
     message = prune_jobs.send()
 
     job = job_in(message.message_id, "done", timeout=30)
     assert counts() == {"done": 10, "rejected": 5}
-    assert job.result == '{"dead": 1200, "done": 2500}'
+    assert job.result == '{"dead": 1200, "done": 2500, "results": 1}'
+    assert query("SELECT message_key FROM {schema}.results WHERE message_key <> %s",
+                 message.message_id) == [("kept",)]
 
 
 def test_purge_reports_progress_per_batch(broker):

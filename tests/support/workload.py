@@ -133,4 +133,24 @@ def probe_spin(payload: Probe) -> None:
     deadline = time.monotonic() + payload.seconds
     while time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+@job("probe_long", Probe, policy=policy("probe-long", concurrency=2,
+                                       time_limit=timedelta(seconds=120)))
+def probe_long(payload: Probe) -> None:
+    """A long job that can be interrupted (it sleeps in slices, as the command
+    runner waits), recording what happens to it, by pid."""
+    from pgbroker import LeaseLost, current_delivery
+
+    delivery = current_delivery()
+    assert delivery is not None
+    delivery.on_stop(lambda: record(payload.key, "stop-hook"))
+    record(payload.key, "start")
+    try:
+        deadline = time.monotonic() + payload.seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+    except LeaseLost:
+        record(payload.key, "lease-lost")
+        raise
     record(payload.key, "end")

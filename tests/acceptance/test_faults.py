@@ -1,0 +1,183 @@
+"""Faults with real worker processes: SIGKILL, a PostgreSQL outage, a network cut.
+
+No job may run twice at once through a PostgreSQL outage, none may be lost; a
+killed worker's jobs start again within seconds; a worker cut off from the
+database has its job run once elsewhere, and its own copy is stopped when it
+reconnects, its late ack changing nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from pgbroker import PostgresBroker
+from tests.acceptance.netcut import NetworkNamespace, TcpPostgres
+from tests.conftest import ROOT, SCHEMA, TEST_ENV
+from tests.fixtures import prepare_database, query
+from tests.support import wait_for
+from tests.workload import probe_long
+
+# The shipped defaults (settings.py): what production gets.
+DEFAULT_LIVENESS = {"JOBS_LEASE_TIMEOUT": "20", "JOBS_HEARTBEAT_INTERVAL": "5",
+                    "JOBS_RESCUE_INTERVAL": "1", "JOBS_POLL_INTERVAL": "1"}
+
+
+def notes(key: str, url: str | None = None) -> list[tuple[str, int, float]]:
+    """(note, pid, epoch seconds) of every record of ``key``, in order."""
+    extra = {"url": url} if url else {}
+    return query("SELECT note, pid, extract(epoch FROM at)::float8 FROM {schema}.test_runs "
+                 "WHERE key = %s ORDER BY at", key, **extra)
+
+
+def count(key: str, note: str, url: str | None = None) -> int:
+    return sum(1 for n, _, _ in notes(key, url) if n == note)
+
+
+def job_row(message_id: str, url: str | None = None) -> tuple:
+    extra = {"url": url} if url else {}
+    return query('SELECT state::text, attempts, rescues FROM {schema}."queue" '
+                 "WHERE message_id = %s", message_id, **extra)[0]
+
+
+def test_a_sigkilled_workers_job_starts_again_within_3_seconds_with_default_settings(
+    cli_worker
+):
+    victim = cli_worker("tests.workload", threads=2, env=DEFAULT_LIVENESS)
+    victim.wait_ready()
+    message = probe_long.send(key="killed", seconds=60)
+    wait_for(lambda: count("killed", "start") == 1, timeout=15, what="the job to start")
+    survivor = cli_worker("tests.workload", threads=2, env=DEFAULT_LIVENESS)
+    survivor.wait_ready()
+
+    victim.signal(signal.SIGKILL)
+    killed_at = time.time()
+    wait_for(lambda: count("killed", "start") == 2, timeout=10, what="the job to start again")
+
+    restarted_at = notes("killed")[-1][2]
+    assert restarted_at - killed_at < 3.0, restarted_at - killed_at
+    assert job_row(message.message_id)[1:] == (2, 1)
+    # Its worker left no trace but a dead session: the registry forgot it.
+    wait_for(lambda: query("SELECT count(*) FROM {schema}.workers")[0][0] == 1,
+             timeout=5, what="the dead worker to leave the registry")
+
+
+@pytest.fixture
+def private_postgres():
+    server = TcpPostgres()
+    prepare_database(server.url)
+    yield server
+    server.close()
+
+
+def test_a_postgres_outage_of_twice_the_lease_runs_no_job_twice_and_loses_none(
+    private_postgres, cli_worker
+):
+    """Issue 10, 2: two of four 45-s jobs were started again during a 35-s outage."""
+    url = private_postgres.url
+    env = {"DATABASE_URL": url}
+    workers = [cli_worker("tests.workload", threads=2, env=env) for _ in range(2)]
+    for worker in workers:
+        worker.wait_ready()
+    producer = PostgresBroker(url=url, schema=SCHEMA, enqueue_timeout=10)
+    keys = [f"outage-{i}" for i in range(4)]
+    try:
+        sent = [producer.enqueue(probe_long.message(key=key, seconds=12)) for key in keys]
+        wait_for(lambda: all(count(key, "start", url) == 1 for key in keys), timeout=15,
+                 what="four jobs to start")
+        pids = {pid for key in keys for _, pid, _ in notes(key, url)}
+        assert len(pids) == 2  # two on each worker (the cap of the job type is 2)
+
+        private_postgres.stop()
+        # The outage itself: twice the test lease (2 s), on purpose.
+        time.sleep(2 * float(TEST_ENV["JOBS_LEASE_TIMEOUT"]))
+        private_postgres.start()
+
+        wait_for(lambda: all(count(key, "end", url) == 1 for key in keys), timeout=40,
+                 what="every job to finish")
+        for key, message in zip(keys, sent, strict=True):
+            assert [n for n, _, _ in notes(key, url)] == ["start", "end"], key
+            wait_for(lambda m=message: job_row(m.message_id, url)[0] == "done", timeout=10,
+                     what="the ack")
+            assert job_row(message.message_id, url) == ("done", 1, 0)
+    finally:
+        producer.close()
+        for worker in workers:
+            worker.stop()
+
+
+@pytest.fixture
+def cut_off_network():
+    namespace = NetworkNamespace(f"pts{uuid.uuid4().hex[:6]}")
+    yield namespace
+    namespace.close()
+
+
+def test_a_worker_cut_off_longer_than_the_lease_has_its_job_run_once_elsewhere_and_its_copy_stopped(  # noqa: E501
+    cut_off_network, cli_worker, tmp_path
+):
+    server = TcpPostgres(listen=cut_off_network.host_address)
+    try:
+        prepare_database(server.url)
+        env = {**os.environ, **TEST_ENV, "DATABASE_URL": server.url}
+        log = open(tmp_path / "cut-off.log", "w")  # noqa: SIM115 - closed below
+        cut_off = subprocess.Popen(
+            ["ip", "netns", "exec", cut_off_network.name, sys.executable, "-m", "dramatiq",
+             "tests.workload", "--processes", "1", "--threads", "2", "--queues", "probe-long"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        producer = PostgresBroker(url=server.url, schema=SCHEMA)
+        survivor = None
+        try:
+            wait_for(lambda: "Worker process is ready" in (tmp_path / "cut-off.log").read_text(),
+                     timeout=30, what="the namespaced worker to boot")
+            message = producer.enqueue(probe_long.message(key="cut", seconds=8))
+            wait_for(lambda: count("cut", "start", server.url) == 1, timeout=15,
+                     what="the job to start in the namespace")
+            (_, cut_pid, _), = notes("cut", server.url)
+            survivor = cli_worker("tests.workload", threads=2,
+                                  env={"DATABASE_URL": server.url})
+            survivor.wait_ready()
+
+            cut_off_network.link_down()
+            try:
+                # Longer than the lease: the survivor takes the job over.
+                wait_for(lambda: count("cut", "start", server.url) == 2, timeout=20,
+                         what="the job to start again elsewhere")
+            finally:
+                cut_off_network.link_up()
+
+            wait_for(lambda: count("cut", "lease-lost", server.url) == 1, timeout=60,
+                     what="the cut-off copy to learn it lost its lease")
+            wait_for(lambda: count("cut", "end", server.url) == 1, timeout=30,
+                     what="the survivor's run to finish")
+            wait_for(lambda: "lost its lease" in (tmp_path / "cut-off.log").read_text()
+                     and job_row(message.message_id, server.url)[0] == "done",
+                     timeout=20, what="the late ack")
+            by_note = {(n, pid) for n, pid, _ in notes("cut", server.url)}
+            survivor_pid = next(pid for n, pid in by_note if n == "end")
+            assert survivor_pid != cut_pid
+            assert by_note == {("start", cut_pid), ("stop-hook", cut_pid),
+                               ("lease-lost", cut_pid), ("start", survivor_pid),
+                               ("end", survivor_pid)}
+            assert job_row(message.message_id, server.url) == ("done", 2, 1)
+        finally:
+            producer.close()
+            if survivor is not None:
+                survivor.stop()
+            if cut_off.poll() is None:
+                os.killpg(cut_off.pid, signal.SIGTERM)
+                try:
+                    cut_off.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(cut_off.pid, signal.SIGKILL)
+                    cut_off.wait()
+            log.close()
+    finally:
+        server.close()
