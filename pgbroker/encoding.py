@@ -94,9 +94,9 @@ def encode(message: Message | MessageProxy, *, encoder: Encoder | None = None,
             f"{type(encoder).__name__}: {error}"
         ) from error
     _check_size(plain, len(data), max_bytes)
-    text = as_json_text(data)
-    if text is not None:
-        return text, None
+    as_json = as_json_text(data)
+    if as_json is not None:
+        return as_json, None
     routing = {key: fields[key] for key in
                ("queue_name", "actor_name", "message_id", "message_timestamp")}
     return json.dumps(routing, ensure_ascii=False, separators=(",", ":")), data

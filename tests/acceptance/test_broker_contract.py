@@ -23,8 +23,8 @@ from dramatiq import group, pipeline
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.encoder import JSONEncoder, PickleEncoder
 from dramatiq.errors import QueueJoinTimeout
-from dramatiq.middleware import AgeLimit, Middleware, Retries, SkipMessage
-from dramatiq.results import Results, ResultMissing
+from dramatiq.middleware import Middleware, Retries, SkipMessage
+from dramatiq.results import ResultMissing
 
 from pgbroker import PostgresBroker, PostgresResults
 from tests.conftest import DATABASE_URL, SCHEMA
@@ -179,14 +179,14 @@ def test_messages_round_trip_through_the_global_encoder(contract, start_worker, 
     runs, actors = contract
     encoder(chosen())
     start_worker(threads=2, queues=queues("record"))
-    when = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
     key = f"enc-{chosen.__name__}"
     sent = actors["record"].send(key, {"when": when})
 
     wait_for(lambda: key in runs.seen, timeout=10, what="the message to run")
     assert runs.seen[key] == {"when": when}
-    state, actor_name, has_bytes = query(
-        'SELECT state::text, message ->> \'actor_name\', message_bytes IS NOT NULL '
+    actor_name, has_bytes = query(
+        'SELECT message ->> \'actor_name\', message_bytes IS NOT NULL '
         'FROM {schema}."queue" WHERE message_id = %s', sent.message_id)[0]
     wait_for(lambda: query('SELECT state::text FROM {schema}."queue" WHERE message_id = %s',
                            sent.message_id)[0][0] == "done", timeout=5, what="the ack")
@@ -197,8 +197,8 @@ def test_messages_round_trip_through_the_global_encoder(contract, start_worker, 
 def test_a_result_is_kept_for_a_message_whose_row_is_gone_and_expires_with_its_ttl(broker):
     """Issue 10, 6: results were an UPDATE of the message row, lost without one."""
     backend = PostgresResults(broker)
-    unknown = dramatiq.Message(queue_name="elsewhere", actor_name="unknown", args=(),
-                               kwargs={}, options={})
+    unknown: dramatiq.Message = dramatiq.Message(
+        queue_name="elsewhere", actor_name="unknown", args=(), kwargs={}, options={})
     backend.store_result(unknown, {"answer": 42}, 60_000)
     short = unknown.copy(message_id=str(uuid.uuid4()))
     backend.store_result(short, "brief", 50)
@@ -220,7 +220,7 @@ def _missing(backend, message) -> bool:
 
 
 def test_a_result_outlives_a_flush_of_its_queue(contract, start_worker, broker):
-    runs, actors = contract
+    _, actors = contract
     start_worker(threads=2, queues=queues("record"))
     sent = actors["record"].send("flushed")
     assert sent.get_result(block=True, timeout=10_000) == {"key": "flushed", "value": None}
@@ -230,7 +230,8 @@ def test_a_result_outlives_a_flush_of_its_queue(contract, start_worker, broker):
 
 def test_results_of_any_encoding_round_trip(broker):
     backend = PostgresResults(broker, encoder=PickleEncoder())
-    message = dramatiq.Message(queue_name="q", actor_name="a", args=(), kwargs={}, options={})
+    message: dramatiq.Message = dramatiq.Message(
+        queue_name="q", actor_name="a", args=(), kwargs={}, options={})
     backend.store_result(message, {1, 2, 3}, 60_000)
     assert backend.get_result(message) == {1, 2, 3}
 

@@ -182,6 +182,7 @@ def test_the_registry_row_names_the_session_the_worker_keeps_open(own_broker):
     try:
         worker.heartbeat(["b", "a"])
         (found,) = list_workers(broker=own_broker)
+        assert worker._conn is not None
         with worker._conn.cursor() as cur:  # the session itself
             cur.execute("SELECT pg_backend_pid()")
             (own_pid,) = cur.fetchone()
