@@ -106,8 +106,9 @@ woken AS (
     FROM inserted
 )
 -- Joining woken makes PostgreSQL run it: a SELECT CTE nobody reads never runs.
+-- An inner join: the planner drops an unread LEFT JOIN to a one-row subquery.
 SELECT inserted.message_id::text
-FROM inserted LEFT JOIN (SELECT count(*) FROM woken) AS notified ON true;
+FROM inserted CROSS JOIN (SELECT count(*) FROM woken) AS notified;
 
 -- singleton_holder --
 -- The job that holds a singleton key: the live one, else the one of the slot.
@@ -304,8 +305,9 @@ woken AS (
     FROM (SELECT DISTINCT queue_name FROM rescued WHERE "state" = 'queued') AS due
 )
 -- Joining woken makes PostgreSQL run it: a SELECT CTE nobody reads never runs.
+-- An inner join: the planner drops an unread LEFT JOIN to a one-row subquery.
 SELECT rescued.message_id, rescued.queue_name, rescued."state"
-FROM rescued LEFT JOIN (SELECT count(*) FROM woken) AS notified ON true;
+FROM rescued CROSS JOIN (SELECT count(*) FROM woken) AS notified;
 
 -- worker_heartbeat --
 -- Register this worker, or refresh its row: queues, heartbeat time, and the
@@ -488,9 +490,9 @@ woken AS (
     SELECT pg_notify({channel_prefix} || queue_name, '')
     FROM (SELECT DISTINCT queue_name FROM replayed) AS due
 )
--- Joined for the same reason as in rescue_expired.
+-- Joined for the same reason as in rescue.
 SELECT replayed.message_id, replayed.queue_name
-FROM replayed LEFT JOIN (SELECT count(*) FROM woken) AS notified ON true;
+FROM replayed CROSS JOIN (SELECT count(*) FROM woken) AS notified;
 
 -- purge_finished --
 -- Delete up to %(limit)s finished messages in one state older than the cutoff;
