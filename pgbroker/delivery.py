@@ -101,13 +101,21 @@ class Delivery:
                 raise_thread_exception(thread_id, LeaseLost)
         logger.warning("message %s: delivery %s lost its lease to another worker; stopping it",
                        self.message_id, self.delivery_id)
-        for hook in hooks:
-            _run_hook(self, hook)
+        if hooks:
+            # Off the heartbeat's thread: stopping a container may take seconds,
+            # and the other deliveries' leases must still be renewed meanwhile.
+            threading.Thread(target=_run_hooks, args=(self, hooks), daemon=True,
+                             name=f"stop-{self.message_id}").start()
 
 
 def current_delivery() -> Delivery | None:
     """The delivery whose job this thread runs (or ran last), if any."""
     return getattr(_bound, "delivery", None)
+
+
+def _run_hooks(delivery: Delivery, hooks: list[Callable[[], None]]) -> None:
+    for hook in hooks:
+        _run_hook(delivery, hook)
 
 
 def _run_hook(delivery: Delivery, hook: Callable[[], None]) -> None:

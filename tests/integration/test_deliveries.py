@@ -14,6 +14,7 @@ from pgbroker.jobs import get_job, list_workers
 from pgbroker.registry import WorkerSession
 from tests.conftest import DATABASE_URL, SCHEMA
 from tests.fixtures import query
+from tests.support import wait_for
 
 QUEUE = "fence-test"
 
@@ -130,6 +131,7 @@ def test_a_stopped_delivery_runs_its_hooks_once_and_late_ones_at_once():
     unregister()
     delivery.stop()
     delivery.stop()
+    wait_for(lambda: calls == ["container"], timeout=5, what="the hook (on its own thread)")
     delivery.on_stop(lambda: calls.append("late"))
     assert calls == ["container", "late"]
 
@@ -195,7 +197,5 @@ def test_the_registry_row_names_the_session_the_worker_keeps_open(own_broker):
 
 
 def wait_gone(backend_pid: int) -> None:
-    from tests.support import wait_for
-
     wait_for(lambda: not query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", backend_pid),
              timeout=5, what="the terminated session to go")
