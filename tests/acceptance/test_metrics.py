@@ -63,6 +63,9 @@ def test_a_workers_metrics_show_counts_durations_and_depth_for_every_queue(metri
     assert depth['{queue_name="probe-fails",state="dead"}'] == 1
     assert "dramatiq_queue_oldest_message_age_seconds" in text
     assert metric_samples(text, "dramatiq_queue_stats_up") == {"": 1.0}
+    # One worker process consumes every queue (the registry).
+    alive = metric_samples(text, "dramatiq_workers_alive")
+    assert alive['{queue_name="probe-record"}'] == alive['{queue_name="execute-fix"}'] == 1
     assert email not in text
 
 

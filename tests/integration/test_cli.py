@@ -9,7 +9,7 @@ import sys
 import uuid
 
 from pgbroker.jobs import get_job
-from tests.support import job_in
+from tests.support import job_in, wait_for
 from tests.support.environment import ROOT, TEST_ENV
 from tests.support.workload import probe_fails, probe_record
 
@@ -75,3 +75,20 @@ def test_a_bad_id_exits_1_and_an_unreachable_database_exits_3_without_the_passwo
                                   "JOBS_ENQUEUE_TIMEOUT": "1"})
     assert down.returncode == 3
     assert "s3cret" not in down.stderr and "app:***@" in down.stderr
+
+
+def test_workers_lists_each_live_worker_process_with_its_queues(cli_worker):
+    worker = cli_worker("tests.workload", threads=2)
+    worker.wait_ready()
+
+    def listed() -> list[dict]:
+        rows = json.loads(pts_jobs("--json", "workers").stdout)
+        return rows if rows and "probe-record" in rows[0]["queues"] else []
+
+    (row,) = wait_for(listed, timeout=10, what="the worker in the registry")
+    assert row["alive"] is True and row["running"] == 0
+    assert row["id"].startswith(f"{row['host']}:{row['pid']}:")
+    assert "probe-record" in pts_jobs("workers").stdout  # the human table
+
+    worker.stop()
+    assert json.loads(pts_jobs("--json", "workers").stdout) == []  # a clean exit leaves
