@@ -12,7 +12,15 @@ import tempfile
 import zlib
 from pathlib import Path
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+def _newest_server_binaries() -> Path:
+    """Debian's ``postgresql`` package: /usr/lib/postgresql/<major>/bin, newest."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda path: int(path.parent.parent.name))
+    if not found:
+        raise RuntimeError("PostgreSQL's server binaries are missing: "
+                           "apt-get install postgresql (.ci/run does)")
+    return found[-1].parent
 
 
 def _run(*args: str) -> None:
@@ -54,6 +62,7 @@ class TcpPostgres:
     at ``listen``, trusting that address's /24, which a test may stop and start."""
 
     def __init__(self, *, listen: str = "127.0.0.1") -> None:
+        self.bin = _newest_server_binaries()
         self.data_dir = Path(tempfile.mkdtemp(prefix="pts-netcut-pg-"))
         user = pwd.getpwnam("postgres")
         os.chmod(self.data_dir, 0o700)
@@ -61,7 +70,7 @@ class TcpPostgres:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-A", "trust",
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data_dir), "-A", "trust",
                           "-U", "postgres", "--no-sync")
         subnet = listen.rsplit(".", 1)[0] + ".0/24"
         with open(self.data_dir / "pg_hba.conf", "a") as hba:
@@ -72,21 +81,21 @@ class TcpPostgres:
 
     def start(self) -> None:
         self._as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-w", "-l",
+            str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-w", "-l",
             str(self.data_dir / "log"), "-o",
             f"-h {self.listen} -p {self.port} -k {self.data_dir} -c fsync=off", "start",
         )
 
     def stop(self) -> None:
         """Fast shutdown: sessions are cut, as in a crash or a failover."""
-        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
                           "-w", "stop")
 
     def _as_postgres(self, *args: str) -> None:
         _run("runuser", "-u", "postgres", "--", *args)
 
     def close(self) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D",
+        subprocess.run(["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D",
                         str(self.data_dir), "-m", "immediate", "-w", "stop"],
                        capture_output=True)
         shutil.rmtree(self.data_dir, ignore_errors=True)

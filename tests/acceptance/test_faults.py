@@ -61,6 +61,7 @@ def test_a_sigkilled_workers_job_starts_again_within_3_seconds_with_default_sett
     wait_for(lambda: count("killed", "start") == 2, timeout=10, what="the job to start again")
 
     restarted_at = notes("killed")[-1][2]
+    print(f"\nSIGKILL: the job started again {restarted_at - killed_at:.2f} s after the kill")
     assert restarted_at - killed_at < 3.0, restarted_at - killed_at
     assert job_row(message.message_id)[1:] == (2, 1)
     # Its worker left no trace but a dead session: the registry forgot it.
@@ -107,6 +108,7 @@ def test_a_postgres_outage_of_twice_the_lease_runs_no_job_twice_and_loses_none(
         wait_for(lambda: all(job_row(i, url)[0] == "done" for i in ids), timeout=10,
                  what="the acks")
         assert [job_row(i, url) for i in ids] == [("done", 1, 0)] * 4
+        print(f"\noutage: {len(keys)} jobs, each started once and finished once")
     finally:
         producer.close()
         for worker in workers:
@@ -168,6 +170,10 @@ def test_a_worker_cut_off_longer_than_the_lease_has_its_job_run_once_elsewhere_a
                                ("lease-lost", cut_pid), ("start", survivor_pid),
                                ("end", survivor_pid)}
             assert job_row(message.message_id, server.url) == ("done", 2, 1)
+            at = {(n, pid): t for n, pid, t in notes("cut", server.url)}
+            print(f"\nnetwork cut: job finished {count('cut', 'end', server.url)} time(s); the "
+                  f"cut-off copy ran {at['lease-lost', cut_pid] - at['start', survivor_pid]:.1f}"
+                  " s beside the rescued one, until its link came back")
         finally:
             producer.close()
             if survivor is not None:
