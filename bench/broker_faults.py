@@ -45,7 +45,7 @@ def rescue_times(url: str, schema: str, kills: int) -> list[float]:
         return subprocess.Popen(
             [sys.executable, "-m", "dramatiq", "bench.fault_actors", "--processes", "1",
              "--threads", "2", "--queues", "fault-hold"],
-            cwd=ROOT, env=env, stdout=open(logs / f"{name}.log", "w"),  # noqa: SIM115
+            cwd=ROOT, env=env, stdout=open(logs / f"{name}.log", "w"),
             stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait(condition, what: str, timeout: float = 30) -> None:
@@ -56,8 +56,9 @@ def rescue_times(url: str, schema: str, kills: int) -> list[float]:
             time.sleep(0.01)
 
     def starts(key: str) -> list[float]:
-        return [row[0] for row in run(url, "SELECT extract(epoch FROM at)::float8 FROM {}.fault_runs"
-                                      " WHERE key = %s ORDER BY at", schema, key)]
+        rows = run(url, "SELECT extract(epoch FROM at)::float8 FROM {}.fault_runs"
+                        " WHERE key = %s ORDER BY at", schema, key)
+        return [at for (at,) in rows]
 
     from bench.fault_actors import fault_hold
 
@@ -125,7 +126,7 @@ def run(url: str, text: str, schema: str, *params) -> list[tuple]:
 
 
 def percentile(values: list[float], p: float) -> float:
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ import psycopg2
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.errors import ConnectionError, QueueJoinTimeout
 from dramatiq.message import Message
+from dramatiq.middleware import default_middleware
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
@@ -45,7 +46,7 @@ from . import migrations
 from .consumer import PostgresConsumer
 from .db import DISCONNECTS, Pool, transaction
 from .delivery import Delivery, current_delivery
-from .encoding import MAX_MESSAGE_BYTES, encode
+from .encoding import encode
 from .errors import EnqueueError, EnqueueTimeout, InvalidMessage
 from .leases import Inflight, LeaseKeeper
 from .lifecycle import WorkerLifecycle
@@ -66,9 +67,6 @@ _ENQUEUE_ROW = (
     "(%s::uuid, %s::text, %s::jsonb, %s::bytea, %s::smallint,"
     " now() + %s * interval '1 millisecond', %s::text, %s::uuid, %s::uuid)"
 )
-
-__all__ = ["MAX_MESSAGE_BYTES", "PostgresBroker", "encode"]
-
 
 class PostgresBroker(Broker):
     """Dramatiq broker on PostgreSQL, in dramatiq-pg's table and message format.
@@ -112,9 +110,11 @@ class PostgresBroker(Broker):
         max_rescues: int = 3,
         extra_migrations: Sequence[tuple[str, Path]] = (),
     ) -> None:
-        super().__init__(middleware=middleware)
-        # Installed last, so its after_process_message runs after the others'.
-        self.add_middleware(WorkerLifecycle())
+        given = middleware if middleware is not None else [m() for m in default_middleware]
+        # First: its before_ hooks run before the others' and its after_ hooks
+        # (which Dramatiq runs in reverse) after them, so the job's delivery is
+        # bound for all Retries, Results and callbacks write in its name.
+        super().__init__(middleware=[WorkerLifecycle(), *given])
         self.pool = Pool(url, size=pool_size)
         self.url = url
         self.schema = schema

@@ -50,6 +50,8 @@ class Delivery:
     # The thread running the job, while it runs.
     thread_id: int | None = None
     lost: bool = False
+    # The job ran and returned (or raised): losing the row now stops nothing.
+    finished: bool = False
     _hooks: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,10 +81,14 @@ class Delivery:
         _bound.delivery = self
 
     def finish(self) -> None:
-        """The job's thread is done with it: no more exceptions for it."""
+        """The job's thread is done with it: no more exceptions for it, and
+        what the thread writes next no longer names it."""
         with self._lock:
             if self.thread_id == threading.get_ident():
                 self.thread_id = None
+            self.finished = True
+        if getattr(_bound, "delivery", None) is self:
+            _bound.delivery = None
 
     def stop(self) -> None:
         """This delivery lost its message: run the hooks, interrupt the job.
@@ -90,7 +96,9 @@ class Delivery:
         Safe to call more than once; only the first call acts.
         """
         with self._lock:
-            if self.lost:
+            if self.lost or self.finished:
+                # Finished: its own retry re-queued it and a new delivery took
+                # it before this one's ack; nothing runs to stop.
                 return
             self.lost = True
             hooks, self._hooks = self._hooks, []
@@ -109,7 +117,7 @@ class Delivery:
 
 
 def current_delivery() -> Delivery | None:
-    """The delivery whose job this thread runs (or ran last), if any."""
+    """The delivery whose job this thread runs, if any."""
     return getattr(_bound, "delivery", None)
 
 

@@ -1,6 +1,6 @@
 """The broker's part of a worker's life, as a Dramatiq middleware.
 
-The broker installs it itself (last in the stack), so every worker gets it:
+The broker installs it itself, first in the stack, so every worker gets it:
 
 * ``after_worker_boot``: migrate the schema, join the worker registry, start
   the heartbeat that renews leases and rescues other workers' jobs;
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, SkipMessage
 
 from .db import DISCONNECTS
 
@@ -59,14 +59,18 @@ class WorkerLifecycle(Middleware):
     def before_process_message(self, broker: PostgresBroker, message: Any) -> None:
         """Fires in the job's thread before the actor runs."""
         delivery = getattr(message, "delivery", None)
-        if delivery is not None:
-            delivery.start()
+        if delivery is None:
+            return
+        if delivery.lost:
+            # Prefetched, then taken by another worker before it started here.
+            raise SkipMessage(f"delivery {delivery.delivery_id} lost its lease before it ran")
+        delivery.start()
 
     def after_process_message(
         self, broker: PostgresBroker, message: Any, *, result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        """Fires in the job's thread after the actor and the earlier middleware."""
+        """Fires in the job's thread after the actor and every other middleware."""
         self._finish(message)
 
     def after_skip_message(self, broker: PostgresBroker, message: Any) -> None:

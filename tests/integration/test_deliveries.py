@@ -199,3 +199,14 @@ def test_the_registry_row_names_the_session_the_worker_keeps_open(own_broker):
 def wait_gone(backend_pid: int) -> None:
     wait_for(lambda: not query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", backend_pid),
              timeout=5, what="the terminated session to go")
+
+
+def test_a_finished_delivery_that_loses_its_row_stops_nothing():
+    """Its own retry re-queued it and the next attempt took it before its ack."""
+    delivery = Delivery("m", "d", QUEUE)
+    calls: list[str] = []
+    delivery.on_stop(lambda: calls.append("stopped"))
+    delivery.start()
+    delivery.finish()
+    delivery.stop()
+    assert (delivery.lost, calls) == (False, [])

@@ -4,8 +4,9 @@
 -- everything a running job writes through the broker (retries, results,
 -- follow-up messages) name it, so a delivery whose lease was taken (rescued
 -- after a cut, or re-queued by its own retry) can no longer change the row.
--- It stays on the row after the delivery finishes, so writes from hooks that
--- run after the ack still pass the fence; the next claim or a rescue replaces it.
+-- It stays on the row after the delivery finishes (and on a row its own retry
+-- re-queued), so a heartbeat can tell "taken by another" from "done"; the
+-- next claim or a rescue replaces it.
 ALTER TABLE {schema}."queue"
     ADD COLUMN IF NOT EXISTS delivery_id uuid,
     -- The message as Dramatiq's encoder wrote it, when that is not a JSON
