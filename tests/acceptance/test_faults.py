@@ -19,10 +19,10 @@ import pytest
 
 from pgbroker import PostgresBroker
 from tests.acceptance.netcut import NetworkNamespace, TcpPostgres
-from tests.conftest import ROOT, SCHEMA, TEST_ENV
-from tests.fixtures import prepare_database, query
 from tests.support import wait_for
-from tests.workload import probe_long
+from tests.support.environment import ROOT, SCHEMA, TEST_ENV
+from tests.support.fixtures import prepare_database, query
+from tests.support.workload import probe_long
 
 # The shipped defaults (settings.py): what production gets.
 DEFAULT_LIVENESS = {"JOBS_LEASE_TIMEOUT": "20", "JOBS_HEARTBEAT_INTERVAL": "5",
@@ -49,11 +49,11 @@ def job_row(message_id: str, url: str | None = None) -> tuple:
 def test_a_sigkilled_workers_job_starts_again_within_3_seconds_with_default_settings(
     cli_worker
 ):
-    victim = cli_worker("tests.workload", threads=2, env=DEFAULT_LIVENESS)
+    victim = cli_worker("tests.support.workload", threads=2, env=DEFAULT_LIVENESS)
     victim.wait_ready()
     message = probe_long.send(key="killed", seconds=60)
     wait_for(lambda: count("killed", "start") == 1, timeout=15, what="the job to start")
-    survivor = cli_worker("tests.workload", threads=2, env=DEFAULT_LIVENESS)
+    survivor = cli_worker("tests.support.workload", threads=2, env=DEFAULT_LIVENESS)
     survivor.wait_ready()
 
     victim.signal(signal.SIGKILL)
@@ -83,7 +83,7 @@ def test_a_postgres_outage_of_twice_the_lease_runs_no_job_twice_and_loses_none(
     """Issue 10, 2: two of four 45-s jobs were started again during a 35-s outage."""
     url = private_postgres.url
     env = {"DATABASE_URL": url}
-    workers = [cli_worker("tests.workload", threads=2, env=env) for _ in range(2)]
+    workers = [cli_worker("tests.support.workload", threads=2, env=env) for _ in range(2)]
     for worker in workers:
         worker.wait_ready()
     producer = PostgresBroker(url=url, schema=SCHEMA, enqueue_timeout=10)
@@ -132,7 +132,8 @@ def test_a_worker_cut_off_longer_than_the_lease_has_its_job_run_once_elsewhere_a
         log = open(tmp_path / "cut-off.log", "w")  # noqa: SIM115 - closed below
         cut_off = subprocess.Popen(
             ["ip", "netns", "exec", cut_off_network.name, sys.executable, "-m", "dramatiq",
-             "tests.workload", "--processes", "1", "--threads", "2", "--queues", "probe-long"],
+             "tests.support.workload", "--processes", "1", "--threads", "2",
+             "--queues", "probe-long"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         producer = PostgresBroker(url=server.url, schema=SCHEMA)
@@ -144,7 +145,7 @@ def test_a_worker_cut_off_longer_than_the_lease_has_its_job_run_once_elsewhere_a
             wait_for(lambda: count("cut", "start", server.url) == 1, timeout=15,
                      what="the job to start in the namespace")
             (_, cut_pid, _), = notes("cut", server.url)
-            survivor = cli_worker("tests.workload", threads=2,
+            survivor = cli_worker("tests.support.workload", threads=2,
                                   env={"DATABASE_URL": server.url})
             survivor.wait_ready()
 

@@ -78,7 +78,7 @@ def test_a_bad_id_exits_1_and_an_unreachable_database_exits_3_without_the_passwo
 
 
 def test_workers_lists_each_live_worker_process_with_its_queues(cli_worker):
-    worker = cli_worker("tests.workload", threads=2)
+    worker = cli_worker("tests.support.workload", threads=2)
     worker.wait_ready()
 
     def listed() -> list[dict]:

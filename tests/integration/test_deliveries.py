@@ -12,9 +12,9 @@ from pgbroker import PostgresBroker, PostgresResults
 from pgbroker.delivery import Delivery
 from pgbroker.jobs import get_job, list_workers
 from pgbroker.registry import WorkerSession
-from tests.conftest import DATABASE_URL, SCHEMA
-from tests.fixtures import query
 from tests.support import wait_for
+from tests.support.environment import DATABASE_URL, SCHEMA
+from tests.support.fixtures import query
 
 QUEUE = "fence-test"
 

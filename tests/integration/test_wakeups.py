@@ -13,8 +13,8 @@ from psycopg2 import sql
 
 from pgbroker import PostgresBroker, jobs
 from pgbroker.registry import WorkerSession
-from tests.conftest import DATABASE_URL, SCHEMA
-from tests.fixtures import query
+from tests.support.environment import DATABASE_URL, SCHEMA
+from tests.support.fixtures import query
 
 QUEUE = "wake-test"
 

@@ -27,9 +27,9 @@ from dramatiq.middleware import Middleware, Retries, SkipMessage
 from dramatiq.results import ResultMissing
 
 from pgbroker import PostgresBroker, PostgresResults
-from tests.conftest import DATABASE_URL, SCHEMA
-from tests.fixtures import query
 from tests.support import wait_for
+from tests.support.environment import DATABASE_URL, SCHEMA
+from tests.support.fixtures import query
 
 
 class Runs:
