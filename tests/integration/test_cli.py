@@ -77,16 +77,15 @@ def test_a_bad_id_exits_1_and_an_unreachable_database_exits_3_without_the_passwo
     assert "s3cret" not in down.stderr and "app:***@" in down.stderr
 
 
-def test_workers_lists_each_live_worker_process_with_its_queues(cli_worker):
-    worker = cli_worker("tests.support.workload", threads=2)
-    worker.wait_ready()
+def test_workers_lists_each_live_worker_process_with_its_queues(start_worker):
+    worker = start_worker(threads=2, queues={"probe-record"})
 
     def listed() -> list[dict]:
         rows = json.loads(pts_jobs("--json", "workers").stdout)
-        return rows if rows and "probe-record" in rows[0]["queues"] else []
+        return rows if rows and rows[0]["queues"] == ["probe-record"] else []
 
     (row,) = wait_for(listed, timeout=10, what="the worker in the registry")
-    assert row["alive"] is True and row["running"] == 0
+    assert (row["alive"], row["running"], row["pid"]) == (True, 0, os.getpid())
     assert row["id"].startswith(f"{row['host']}:{row['pid']}:")
     assert "probe-record" in pts_jobs("workers").stdout  # the human table
 
