@@ -123,19 +123,6 @@ def test_the_heartbeat_reports_a_delivery_taken_by_another_and_no_other(own_brok
                                                                   lost.message_id}
 
 
-def test_a_stopped_delivery_runs_its_hooks_once_and_late_ones_at_once():
-    delivery = Delivery("m", "d", QUEUE)
-    calls: list[str] = []
-    delivery.on_stop(lambda: calls.append("container"))
-    unregister = delivery.on_stop(lambda: calls.append("removed"))
-    unregister()
-    delivery.stop()
-    delivery.stop()
-    wait_for(lambda: calls == ["container"], timeout=5, what="the hook (on its own thread)")
-    delivery.on_stop(lambda: calls.append("late"))
-    assert calls == ["container", "late"]
-
-
 def test_a_dead_workers_session_gives_its_jobs_back_at_once(own_broker):
     sent = own_broker.enqueue(message())
     doomed = session(own_broker, "doomed:1:x")
@@ -200,13 +187,3 @@ def wait_gone(backend_pid: int) -> None:
     wait_for(lambda: not query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", backend_pid),
              timeout=5, what="the terminated session to go")
 
-
-def test_a_finished_delivery_that_loses_its_row_stops_nothing():
-    """Its own retry re-queued it and the next attempt took it before its ack."""
-    delivery = Delivery("m", "d", QUEUE)
-    calls: list[str] = []
-    delivery.on_stop(lambda: calls.append("stopped"))
-    delivery.start()
-    delivery.finish()
-    delivery.stop()
-    assert (delivery.lost, calls) == (False, [])

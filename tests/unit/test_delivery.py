@@ -1,0 +1,74 @@
+"""Stopping a delivery that lost its lease: the job's thread and its stop hooks."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from pgbroker import LeaseLost, current_delivery
+from pgbroker.delivery import Delivery
+from tests.support import wait_for
+
+
+def test_the_jobs_thread_gets_lease_lost_and_its_finally_runs():
+    delivery = Delivery("m", "d", "q")
+    started, seen = threading.Event(), []
+
+    def job() -> None:
+        delivery.start()
+        try:
+            started.set()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # in slices, as the command runner waits
+                time.sleep(0.01)
+            seen.append("ran out")
+        except LeaseLost:
+            seen.append("lease lost")
+        finally:
+            seen.append("finally: container stopped")
+            delivery.finish()
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    started.wait(5)
+    delivery.stop()
+    thread.join(5)
+    assert seen == ["lease lost", "finally: container stopped"]
+
+
+def test_stop_hooks_run_once_off_the_callers_thread_and_late_ones_at_once():
+    delivery = Delivery("m", "d", "q")
+    calls: list[tuple[str, bool]] = []
+    caller = threading.get_ident()
+
+    def hook(name: str):
+        return lambda: calls.append((name, threading.get_ident() == caller))
+
+    delivery.on_stop(hook("container"))
+    unregister = delivery.on_stop(hook("removed"))
+    unregister()
+    delivery.stop()
+    delivery.stop()
+    wait_for(lambda: calls, timeout=5, what="the hook")
+    delivery.on_stop(hook("late"))
+    assert calls == [("container", False), ("late", True)]
+
+
+def test_a_finished_delivery_that_loses_its_row_stops_nothing():
+    """Its own retry re-queued it and the next attempt took it before its ack."""
+    delivery = Delivery("m", "d", "q")
+    calls: list[str] = []
+    delivery.on_stop(lambda: calls.append("stopped"))
+    delivery.start()
+    delivery.finish()
+    delivery.stop()
+    assert (delivery.lost, calls) == (False, [])
+
+
+def test_a_thread_names_its_delivery_only_while_the_job_runs():
+    delivery = Delivery("m", "d", "q")
+    assert current_delivery() is None
+    delivery.start()
+    assert current_delivery() is delivery
+    delivery.finish()
+    assert current_delivery() is None
