@@ -72,3 +72,42 @@ def test_a_thread_names_its_delivery_only_while_the_job_runs():
     assert current_delivery() is delivery
     delivery.finish()
     assert current_delivery() is None
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_stopped_jobs_command_and_its_children_are_killed(tmp_path):
+    from pipeline.commands import run_command
+
+    delivery = Delivery("m", "d", "q")
+    pids_file = tmp_path / "pids"
+    outcome: list[str] = []
+
+    def job() -> None:
+        delivery.start()
+        try:
+            run_command(["sh", "-c", f"echo $$ > {pids_file}; sleep 30 & echo $! >> {pids_file};"
+                         " wait"], timeout=60)
+        except LeaseLost:
+            outcome.append("lease lost")
+        finally:
+            delivery.finish()
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    def both_started() -> list[int]:
+        words = pids_file.read_text().split() if pids_file.exists() else []
+        return [int(word) for word in words] if len(words) == 2 else []
+
+    pids = wait_for(both_started, timeout=10, what="the command and its child to start")
+    delivery.stop()
+    thread.join(15)
+    assert outcome == ["lease lost"]
+    wait_for(lambda: not any(_running(pid) for pid in pids), timeout=10,
+             what="the shell and its sleep to be killed")
