@@ -29,7 +29,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -267,6 +268,25 @@ class PostgresBroker(Broker):
                 raise InvalidMessage("send singleton messages one at a time, not in a batch")
             return [self._enqueue_singleton(m, delay, connection) for m in singletons]
         sender = current_delivery()
+        try:
+            self._write(messages, delay, connection, sender)
+        except EnqueueTimeout:
+            if sender is None or connection is not None:
+                raise
+            # A job's retry or follow-up while the database is away: Dramatiq
+            # would log it and ack the job as done, losing it. The delivery
+            # keeps it and sends it before its ack, which Dramatiq retries
+            # until the database answers.
+            sender.pending_sends.append(([_plain(m).copy() for m in messages], delay))
+            logger.warning("message %s: %d message(s) it sent wait for the database; they "
+                           "go out before its ack", sender.message_id, len(messages))
+            raise
+        for message in messages:
+            self.emit_after("enqueue", message, delay)
+        return list(messages)
+
+    def _write(self, messages: Sequence[Message], delay: int | None,
+               connection: Connection | None, sender: Delivery | None) -> None:
         rows = [self._row(message, delay, sender) for message in messages]
         # One message may be a retry of a stored one (an upsert); a batch is new.
         query = self.queries["enqueue" if len(rows) == 1 else "enqueue_batch"]
@@ -282,9 +302,19 @@ class PostgresBroker(Broker):
             # The fence held them back: another delivery runs the job that sends.
             logger.warning("not sending %s: delivery %s of message %s lost its lease",
                            what, sender.delivery_id, sender.message_id)
-        for message in messages:
-            self.emit_after("enqueue", message, delay)
-        return list(messages)
+
+    def _send_pending(self, delivery: Delivery) -> None:
+        """Send what the delivery's job could not while the database was away.
+
+        Raises:
+            EnqueueTimeout: still away (Dramatiq retries the ack later).
+        """
+        while delivery.pending_sends:
+            messages, delay = delivery.pending_sends[0]
+            self._write(messages, delay, None, delivery)
+            delivery.pending_sends.pop(0)
+            for message in messages:
+                self.emit_after("enqueue", message, delay)
 
     def _enqueue_singleton(
         self, message: Message, delay: int | None, connection: Connection | None
@@ -425,15 +455,16 @@ class PostgresBroker(Broker):
 
     def complete(self, message: MessageProxy) -> None:
         delivery: Delivery = message.delivery
-        try:
+        with self._finishing(delivery):
+            # Before the ack: a retry it could not send re-queues the row instead.
+            self._send_pending(delivery)
             self.execute("ack", message_id=delivery.message_id,
                          delivery_id=delivery.delivery_id)
-        finally:
-            self.inflight.discard(delivery)
 
     def dead_letter(self, message: MessageProxy) -> None:
         delivery: Delivery = message.delivery
-        try:
+        with self._finishing(delivery):
+            self._send_pending(delivery)
             try:
                 text, data = encode(message)
             except InvalidMessage:  # a middleware put something odd in its options
@@ -446,8 +477,23 @@ class PostgresBroker(Broker):
                 message_bytes=data,
                 last_error=failure_text(message, self.actors),
             )
-        finally:
+
+    @contextmanager
+    def _finishing(self, delivery: Delivery) -> Iterator[None]:
+        """Release the delivery once its ack or nack is written, or refused.
+
+        Not while the database is away: Dramatiq retries the ack until it
+        answers, and meanwhile the heartbeat must keep renewing the lease, or
+        a rescue would run the finished job again.
+        """
+        try:
+            yield
+        except (*DISCONNECTS, ConnectionError):
+            raise
+        except BaseException:
             self.inflight.discard(delivery)
+            raise
+        self.inflight.discard(delivery)
 
     def reject_undecodable(self, delivery: Delivery, text: str, data: bytes | None,
                            error: Exception) -> None:
@@ -529,6 +575,10 @@ class PostgresBroker(Broker):
             if deadline is not None and time.monotonic() >= deadline:
                 raise QueueJoinTimeout(queue_name)
             time.sleep(0.05)
+
+
+def _plain(message: Message | MessageProxy) -> Message:
+    return message if isinstance(message, Message) else message._message
 
 
 def is_new_singleton(message: Message) -> bool:

@@ -24,6 +24,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dramatiq.threading import Interrupt, raise_thread_exception
 
@@ -52,6 +53,9 @@ class Delivery:
     lost: bool = False
     # The job ran and returned (or raised): losing the row now stops nothing.
     finished: bool = False
+    # (messages, delay) the job sent while the database was away; the broker
+    # sends them before the ack (see PostgresBroker.enqueue_many).
+    pending_sends: list[tuple[list[Any], int | None]] = field(default_factory=list)
     _hooks: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

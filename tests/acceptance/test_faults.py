@@ -12,9 +12,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
+import dramatiq
 import pytest
 
 from pgbroker import PostgresBroker
@@ -189,3 +191,40 @@ def test_a_worker_cut_off_longer_than_the_lease_has_its_job_run_once_elsewhere_a
             log.close()
     finally:
         server.close()
+
+
+def test_a_retry_sent_while_postgres_is_down_is_not_lost_but_sent_with_the_ack(
+    private_postgres
+):
+    """Dramatiq logs a failed retry enqueue and acks the job as done: a lost job."""
+    own = PostgresBroker(url=private_postgres.url, schema=SCHEMA, enqueue_timeout=1,
+                         lease_timeout=2, heartbeat_interval=0.5, poll_interval=0.2)
+    attempts: list[int] = []
+    outage_started = threading.Event()
+
+    @dramatiq.actor(broker=own, queue_name="outage-retry", actor_name="outage_retry",
+                    max_retries=1, min_backoff=1, max_backoff=1)
+    def fails_first(key: str) -> None:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:
+            private_postgres.stop()
+            outage_started.set()
+            raise RuntimeError("fails while the database is away")
+
+    own.emit_after("process_boot")
+    worker = dramatiq.Worker(own, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        message = fails_first.send("retried")
+        assert outage_started.wait(15)
+        # The retry's send times out (1 s); the ack then waits for the database.
+        time.sleep(2)
+        private_postgres.start()
+        wait_for(lambda: attempts == [1, 2], timeout=30, what="the retry to run")
+        wait_for(lambda: job_row(message.message_id, private_postgres.url)[0] == "done",
+                 timeout=10, what="the retry's ack")
+        # Its own retry ran it again, not a rescue (which would say rescues 1).
+        assert job_row(message.message_id, private_postgres.url) == ("done", 2, 0)
+    finally:
+        worker.stop()
+        own.close()
