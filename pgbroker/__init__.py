@@ -1,7 +1,7 @@
 """PostgreSQL broker for Dramatiq, built on dramatiq-pg's table and message format."""
 
 from .broker import PostgresBroker
-from .delivery import Delivery, LeaseLost, current_delivery
+from .delivery import Delivery, JobCancelled, LeaseLost, current_delivery
 from .errors import EnqueueError, EnqueueTimeout, InvalidMessage, JobNotFound
 from .lifecycle import WorkerLifecycle
 from .results import PostgresResults
@@ -11,6 +11,7 @@ __all__ = [
     "EnqueueError",
     "EnqueueTimeout",
     "InvalidMessage",
+    "JobCancelled",
     "JobNotFound",
     "LeaseLost",
     "PostgresBroker",

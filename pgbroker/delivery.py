@@ -16,6 +16,11 @@ resource for the job registers a hook::
 
 and puts the normal clean-up in a ``finally``: the exception reaches it.
 The command runner needs no hook: it kills its process group on any exception.
+
+A job an operator cancels (``pgbroker.jobs.cancel``) is stopped the same way,
+with :class:`JobCancelled`, and is neither retried nor dead-lettered. A thread
+blocked in C (a plain ``time.sleep``, a wait without a timeout) stops when the
+call returns.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ class LeaseLost(Interrupt):
     """
 
 
+class JobCancelled(Interrupt):
+    """Raised in a job's thread when an operator cancelled the job. Never retried."""
+
+
 @dataclass(eq=False)
 class Delivery:
     """One claim of one message by this process."""
@@ -50,7 +59,11 @@ class Delivery:
     queue_name: str
     # The thread running the job, while it runs.
     thread_id: int | None = None
+    # Stopped: taken by another delivery, or cancelled.
     lost: bool = False
+    cancelled: bool = False
+    # The MessageProxy, once a thread runs it.
+    message: Any = None
     # The job ran and returned (or raised): losing the row now stops nothing.
     finished: bool = False
     # (messages, delay) the job sent while the database was away; the broker
@@ -78,10 +91,11 @@ class Delivery:
 
         return unregister
 
-    def start(self) -> None:
-        """The calling thread runs this delivery's job now."""
+    def start(self, message: Any = None) -> None:
+        """The calling thread runs this delivery's job (``message``) now."""
         with self._lock:
             self.thread_id = threading.get_ident()
+            self.message = message
         _bound.delivery = self
 
     def finish(self) -> None:
@@ -99,25 +113,40 @@ class Delivery:
 
         Safe to call more than once; only the first call acts.
         """
+        if self._stop(LeaseLost):
+            logger.warning("message %s: delivery %s lost its lease to another worker; "
+                           "stopping it", self.message_id, self.delivery_id)
+
+    def cancel(self) -> None:
+        """An operator cancelled the job: stop it as :meth:`stop` does, with
+        :class:`JobCancelled`, and mark it so it is neither retried nor
+        dead-lettered."""
+        if self._stop(JobCancelled):
+            logger.warning("message %s was cancelled; stopping it", self.message_id)
+
+    def _stop(self, exception: type[BaseException]) -> bool:
         with self._lock:
             if self.lost or self.finished:
                 # Finished: its own retry re-queued it and a new delivery took
                 # it before this one's ack; nothing runs to stop.
-                return
+                return False
             self.lost = True
+            self.cancelled = exception is JobCancelled
+            if self.cancelled and self.message is not None:
+                # Read by Retries when the exception lands: no retry.
+                self.message.options["throws"] = (JobCancelled,)
             hooks, self._hooks = self._hooks, []
             thread_id = self.thread_id
             if thread_id is not None:
                 # Under the lock, so the job cannot finish and start another
                 # message on this thread in between.
-                raise_thread_exception(thread_id, LeaseLost)
-        logger.warning("message %s: delivery %s lost its lease to another worker; stopping it",
-                       self.message_id, self.delivery_id)
+                raise_thread_exception(thread_id, exception)
         if hooks:
             # Off the heartbeat's thread: stopping a container may take seconds,
             # and the other deliveries' leases must still be renewed meanwhile.
             threading.Thread(target=_run_hooks, args=(self, hooks), daemon=True,
                              name=f"stop-{self.message_id}").start()
+        return True
 
 
 def current_delivery() -> Delivery | None:

@@ -59,6 +59,11 @@ class Inflight:
         with self._lock:
             return list(self._deliveries.values())
 
+    def ids(self) -> list[str]:
+        """The message ids held."""
+        with self._lock:
+            return [d.message_id for d in self._deliveries.values()]
+
     def get(self, delivery_id: str) -> Delivery | None:
         with self._lock:
             return self._deliveries.get(delivery_id)
@@ -122,10 +127,13 @@ class LeaseKeeper:
     def beat(self, session: WorkerSession) -> None:
         """Renew leases, stop lost deliveries, refresh the registry row."""
         held = self._inflight.held()
-        lost = session.renew([(d.message_id, d.delivery_id) for d in held])
+        to_stop = session.renew([(d.message_id, d.delivery_id) for d in held])
         for delivery in held:
-            if delivery.delivery_id in lost:
+            why = to_stop.get(delivery.delivery_id)
+            if why == "taken":
                 delivery.stop()
+            elif why == "cancelled":
+                delivery.cancel()
         session.heartbeat(self._queues())
 
     def _run(self) -> None:

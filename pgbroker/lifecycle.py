@@ -62,15 +62,20 @@ class WorkerLifecycle(Middleware):
         if delivery is None:
             return
         if delivery.lost:
-            # Prefetched, then taken by another worker before it started here.
-            raise SkipMessage(f"delivery {delivery.delivery_id} lost its lease before it ran")
-        delivery.start()
+            # Prefetched, then taken by another worker or cancelled before it started.
+            raise SkipMessage(f"delivery {delivery.delivery_id} was stopped before it ran")
+        delivery.start(message)
 
     def after_process_message(
         self, broker: PostgresBroker, message: Any, *, result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
         """Fires in the job's thread after the actor and every other middleware."""
+        delivery = getattr(message, "delivery", None)
+        if delivery is not None and delivery.cancelled:
+            # Cancelled by an operator: acked (a no-op on its cancelled row), not
+            # nacked, so no dead-letter alert or reject count follows.
+            message.failed = False
         self._finish(message)
 
     def after_skip_message(self, broker: PostgresBroker, message: Any) -> None:

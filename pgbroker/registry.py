@@ -73,19 +73,20 @@ class WorkerSession:
             "queues": sorted(queues), "lease_seconds": self.lease_seconds,
         }, lambda cur: None)
 
-    def renew(self, held: list[tuple[str, str]]) -> set[str]:
+    def renew(self, held: list[tuple[str, str]]) -> dict[str, str]:
         """Renew the leases of ``held`` (message id, delivery id) pairs.
 
-        Returns the delivery ids that lost their message to another delivery.
+        Returns {delivery id: "taken" or "cancelled"} for the deliveries to stop:
+        another delivery has their message, or an operator cancelled it.
         """
         if not held:
-            return set()
+            return {}
         rows = self._run("renew_leases", {
             "message_ids": [message_id for message_id, _ in held],
             "delivery_ids": [delivery_id for _, delivery_id in held],
             "lease_seconds": self.lease_seconds,
         }, lambda cur: cur.fetchall())
-        return {delivery_id for (delivery_id,) in rows}
+        return dict(rows)
 
     def rescue(self, *, watched: bool = True) -> int:
         """Return dead workers' and lapsed leases' messages to their queues.

@@ -219,9 +219,10 @@ FROM (SELECT DISTINCT queue_name FROM requeued) AS woken;
 
 -- renew_leases --
 -- Heartbeat: push back the lease of every delivery this worker holds, and
--- return the deliveries that lost their message to another delivery (rescued
--- and claimed again, or re-queued by a rescue). A delivery whose row is gone
--- (flushed) or that finished is not lost: nobody else runs it.
+-- return the deliveries to stop, each with why: 'taken' (another delivery has
+-- its message: rescued, and maybe claimed again) or 'cancelled' (an operator
+-- cancelled it). A delivery whose row is gone (flushed) or that finished is
+-- not stopped: nobody else runs it.
 WITH held AS (
     SELECT *
     FROM unnest(%(message_ids)s::uuid[], %(delivery_ids)s::uuid[]) AS h(message_id, delivery_id)
@@ -236,9 +237,11 @@ renewed AS (
       AND q."state" = 'consumed'
     RETURNING q.message_id
 )
-SELECT held.delivery_id::text
+SELECT held.delivery_id::text,
+       CASE WHEN q.delivery_id IS DISTINCT FROM held.delivery_id THEN 'taken'
+            ELSE 'cancelled' END
 FROM held JOIN {schema}."queue" AS q ON q.message_id = held.message_id
-WHERE q.delivery_id IS DISTINCT FROM held.delivery_id;
+WHERE q.delivery_id IS DISTINCT FROM held.delivery_id OR q."state" = 'cancelled';
 
 -- rescue --
 -- Take back running messages whose worker is gone, in a bounded batch:
@@ -605,13 +608,6 @@ WHERE q.message_id = target.message_id
 RETURNING CASE WHEN target.was = 'consumed' THEN 'running'
                WHEN q.available_at > now() THEN 'delayed'
                ELSE 'queued' END;
-
--- jobs_cancelled_among --
--- Which of these ids an operator cancelled (a worker's heartbeat asks, for the
--- jobs whose lease it could not renew).
-SELECT message_id::text
-FROM {schema}."queue"
-WHERE message_id = ANY(%(message_ids)s::uuid[]) AND "state" = 'cancelled';
 
 -- job_run_now --
 -- Make a delayed job due now (its retry backoff or delay is skipped) and wake

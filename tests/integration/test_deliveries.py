@@ -8,7 +8,7 @@ import socket
 import pytest
 from dramatiq.message import Message
 
-from pgbroker import PostgresBroker, PostgresResults
+from pgbroker import PostgresBroker, PostgresResults, jobs
 from pgbroker.delivery import Delivery
 from pgbroker.jobs import get_job, list_workers
 from pgbroker.registry import WorkerSession
@@ -107,20 +107,19 @@ def test_a_delivery_that_lost_its_message_writes_nothing(own_broker, broker):
                               message_bytes=None, last_error="late") == 0
 
 
-def test_the_heartbeat_reports_a_delivery_taken_by_another_and_no_other(own_broker):
-    kept_message, lost_message = own_broker.enqueue(message()), own_broker.enqueue(message())
-    kept, lost = claim_one(own_broker), claim_one(own_broker)
+def test_the_heartbeat_names_each_delivery_to_stop_and_why(own_broker):
+    for _ in range(3):
+        own_broker.enqueue(message())
+    kept, taken, cancelled = (claim_one(own_broker) for _ in range(3))
     query('UPDATE {schema}."queue" SET delivery_id = gen_random_uuid() WHERE message_id = %s',
-          lost.message_id)
+          taken.message_id)
+    jobs.cancel(cancelled.message_id, by="operator", broker=own_broker)
     keeper = session(own_broker, "test:keeper")
     try:
-        taken = keeper.renew([(kept.message_id, kept.delivery_id),
-                              (lost.message_id, lost.delivery_id)])
+        to_stop = keeper.renew([(d.message_id, d.delivery_id) for d in (kept, taken, cancelled)])
     finally:
         keeper.close()
-    assert taken == {lost.delivery_id}
-    assert {kept_message.message_id, lost_message.message_id} == {kept.message_id,
-                                                                  lost.message_id}
+    assert to_stop == {taken.delivery_id: "taken", cancelled.delivery_id: "cancelled"}
 
 
 def test_a_dead_workers_session_gives_its_jobs_back_at_once(own_broker):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from pgbroker import LeaseLost, current_delivery
+from pgbroker import JobCancelled, LeaseLost, current_delivery
 from pgbroker.delivery import Delivery
 from tests.support import wait_for
 
@@ -111,3 +111,31 @@ def test_a_stopped_jobs_command_and_its_children_are_killed(tmp_path):
     assert outcome == ["lease lost"]
     wait_for(lambda: not any(_running(pid) for pid in pids), timeout=10,
              what="the shell and its sleep to be killed")
+
+
+def test_a_cancelled_jobs_thread_gets_job_cancelled_and_retries_are_told_not_to_retry():
+    class Proxy:
+        options: dict = {}
+
+    delivery, message = Delivery("m", "d", "q"), Proxy()
+    started, seen = threading.Event(), []
+
+    def job() -> None:
+        delivery.start(message)
+        try:
+            started.set()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        except JobCancelled:
+            seen.append("cancelled")
+        finally:
+            delivery.finish()
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    started.wait(5)
+    delivery.cancel()
+    thread.join(5)
+    assert seen == ["cancelled"]
+    assert (delivery.cancelled, message.options["throws"]) == (True, (JobCancelled,))
