@@ -50,7 +50,7 @@ from .delivery import Delivery, current_delivery
 from .encoding import encode
 from .errors import EnqueueError, EnqueueTimeout, InvalidMessage
 from .leases import Inflight, LeaseKeeper
-from .lifecycle import WorkerLifecycle
+from .lifecycle import ActorReturned, WorkerLifecycle
 from .listener import Listener
 from .queries import channel_prefix, queries
 from .redact import redact
@@ -115,7 +115,7 @@ class PostgresBroker(Broker):
         # First: its before_ hooks run before the others' and its after_ hooks
         # (which Dramatiq runs in reverse) after them, so the job's delivery is
         # bound for all Retries, Results and callbacks write in its name.
-        super().__init__(middleware=[WorkerLifecycle(), *given])
+        super().__init__(middleware=[WorkerLifecycle(), *given, ActorReturned()])
         self.pool = Pool(url, size=pool_size)
         self.url = url
         self.schema = schema
@@ -147,6 +147,14 @@ class PostgresBroker(Broker):
         self._owner_lock = threading.Lock()
         self._schema_ready = False
         self._owner: tuple[int, str] | None = None
+
+    def add_middleware(self, middleware: Any, *, before: Any = None, after: Any = None) -> None:
+        """Dramatiq's ``add_middleware``; by default before :class:`ActorReturned`,
+        which stays last (see there)."""
+        if before is None and after is None and any(
+                isinstance(m, ActorReturned) for m in self.middleware):
+            before = ActorReturned
+        super().add_middleware(middleware, before=before, after=after)
 
     def __repr__(self) -> str:
         return f"PostgresBroker({redact(self.url)!r}, schema={self.schema!r})"
@@ -298,10 +306,14 @@ class PostgresBroker(Broker):
 
         what = f"{len(rows)} message(s) to {sorted({m.queue_name for m in messages})}"
         written = self._produce(what, insert, connection, atomic=len(rows) > ENQUEUE_PAGE_SIZE)
-        if written < len(rows) and sender is not None:
+        if sender is None:
+            return
+        if written < len(rows):
             # The fence held them back: another delivery runs the job that sends.
             logger.warning("not sending %s: delivery %s of message %s lost its lease",
                            what, sender.delivery_id, sender.message_id)
+        elif any(message.message_id == sender.message_id for message in messages):
+            sender.requeued = True  # its retry: the next attempt is a new delivery
 
     def _send_pending(self, delivery: Delivery) -> None:
         """Send what the delivery's job could not while the database was away.

@@ -64,8 +64,13 @@ class Delivery:
     cancelled: bool = False
     # The MessageProxy, once a thread runs it.
     message: Any = None
-    # The job ran and returned (or raised): losing the row now stops nothing.
+    # The actor returned (or raised): no exception is raised into its thread
+    # any more, as the middleware's after_ hooks run there now.
+    returned: bool = False
+    # The job ran and its middleware ran: losing the row now stops nothing.
     finished: bool = False
+    # Its own retry re-queued its message: the next delivery taking it is no loss.
+    requeued: bool = False
     # (messages, delay) the job sent while the database was away; the broker
     # sends them before the ack (see PostgresBroker.enqueue_many).
     pending_sends: list[tuple[list[Any], int | None]] = field(default_factory=list)
@@ -98,6 +103,15 @@ class Delivery:
             self.message = message
         _bound.delivery = self
 
+    def actor_returned(self) -> None:
+        """The actor is done; the middleware's after_ hooks run next in its thread.
+
+        An exception raised into the thread from here on would land in one of
+        those hooks and, being a ``BaseException``, end the worker thread.
+        """
+        with self._lock:
+            self.returned = True
+
     def finish(self) -> None:
         """The job's thread is done with it: no more exceptions for it, and
         what the thread writes next no longer names it."""
@@ -126,9 +140,9 @@ class Delivery:
 
     def _stop(self, exception: type[BaseException]) -> bool:
         with self._lock:
-            if self.lost or self.finished:
-                # Finished: its own retry re-queued it and a new delivery took
-                # it before this one's ack; nothing runs to stop.
+            if self.lost or self.finished or self.requeued:
+                # Its own retry re-queued it and a new delivery took it before
+                # this one's ack: nothing runs to stop, nothing was lost.
                 return False
             self.lost = True
             self.cancelled = exception is JobCancelled
@@ -136,7 +150,7 @@ class Delivery:
                 # Read by Retries when the exception lands: no retry.
                 self.message.options["throws"] = (JobCancelled,)
             hooks, self._hooks = self._hooks, []
-            thread_id = self.thread_id
+            thread_id = None if self.returned else self.thread_id
             if thread_id is not None:
                 # Under the lock, so the job cannot finish and start another
                 # message on this thread in between.

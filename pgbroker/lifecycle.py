@@ -14,17 +14,47 @@ The broker installs it itself, first in the stack, so every worker gets it:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 from dramatiq.middleware import Middleware, SkipMessage
 
 from .db import DISCONNECTS
+from .delivery import JobCancelled, LeaseLost
 
 if TYPE_CHECKING:
     from .broker import PostgresBroker
 
 logger = logging.getLogger(__name__)
+
+
+class ActorReturned(Middleware):
+    """Kept last in the stack by the broker, so its ``after_process_message``
+    runs first (Dramatiq runs after_ hooks in reverse): it marks the job's
+    delivery as returned, after which a stop raises nothing into the thread,
+    whose remaining after_ hooks (Retries, Results) must not be interrupted."""
+
+    def after_process_message(
+        self, broker: PostgresBroker, message: Any, *, result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Fires in the job's thread right after the actor, before other middleware."""
+        self._returned(message)
+
+    def after_skip_message(self, broker: PostgresBroker, message: Any) -> None:
+        """Fires when a middleware skipped the message."""
+        self._returned(message)
+
+    @staticmethod
+    def _returned(message: Any) -> None:
+        delivery = getattr(message, "delivery", None)
+        if delivery is None:
+            return
+        # Raised an instant before: the job is over anyway, and the thread must
+        # live on to run the other hooks and the next job.
+        with contextlib.suppress(LeaseLost, JobCancelled):
+            delivery.actor_returned()
 
 
 class WorkerLifecycle(Middleware):

@@ -135,22 +135,13 @@ def test_the_workers_page_reads_the_worker_registry_when_the_broker_keeps_one(
         web_client, broker, web_config):
     from tests.support.fixtures import query
 
-    # The registry's shape as the broker's 0008_workers migration makes it.
-    query("""CREATE TABLE {schema}.workers (
-        worker_id text PRIMARY KEY, host text NOT NULL, pid integer NOT NULL,
-        queues text[] NOT NULL DEFAULT '{{}}', started_at timestamptz NOT NULL DEFAULT now(),
-        last_heartbeat_at timestamptz NOT NULL DEFAULT now(),
-        lease_seconds double precision NOT NULL, backend_pid integer NOT NULL,
-        backend_start timestamptz NOT NULL)""")
-    try:
-        query("""INSERT INTO {schema}.workers VALUES
-                 ('alive-host:41:aa', 'alive-host', 41, '{{execute-fix}}', now(), now(), 20, 1,
-                  now()),
-                 ('dead-host:42:bb', 'dead-host', 42, '{{}}', now() - interval '1 hour',
-                  now() - interval '10 minutes', 20, 2, now())""")
-        page = web_client(web_config.admin_token).get("/workers").text
-    finally:
-        query("DROP TABLE {schema}.workers")
+    # Rows of the broker's registry (0008_workers), one live worker, one gone.
+    query("""INSERT INTO {schema}.workers VALUES
+             ('alive-host:41:aa', 'alive-host', 41, '{{execute-fix}}', now(), now(), 20, 1,
+              now()),
+             ('dead-host:42:bb', 'dead-host', 42, '{{}}', now() - interval '1 hour',
+              now() - interval '10 minutes', 20, 2, now())""")
+    page = web_client(web_config.admin_token).get("/workers").text
 
     alive, dead = page.index("alive-host:41:aa"), page.index("dead-host:42:bb")
     assert alive < dead

@@ -139,3 +139,16 @@ def test_a_cancelled_jobs_thread_gets_job_cancelled_and_retries_are_told_not_to_
     thread.join(5)
     assert seen == ["cancelled"]
     assert (delivery.cancelled, message.options["throws"]) == (True, (JobCancelled,))
+
+
+def test_once_the_actor_returned_a_stop_raises_nothing_into_its_thread():
+    """Its thread now runs Retries and Results: an exception there would end it."""
+    delivery = Delivery("m", "d", "q")
+    delivery.start()
+    delivery.actor_returned()
+    try:
+        delivery.stop()
+        time.sleep(0.05)  # an async exception would land here
+    finally:
+        delivery.finish()
+    assert delivery.lost
