@@ -13,6 +13,10 @@ import zlib
 from pathlib import Path
 
 
+def server_binaries_present() -> bool:
+    return any(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+
+
 def _newest_server_binaries() -> Path:
     """Debian's ``postgresql`` package: /usr/lib/postgresql/<major>/bin, newest."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),

@@ -9,6 +9,7 @@ reconnects, its late ack changing nothing.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +21,8 @@ import dramatiq
 import pytest
 
 from pgbroker import PostgresBroker
-from tests.acceptance.netcut import NetworkNamespace, TcpPostgres
-from tests.support import wait_for
+from tests.acceptance.netcut import NetworkNamespace, TcpPostgres, server_binaries_present
+from tests.support import require, wait_for
 from tests.support.environment import ROOT, SCHEMA, TEST_ENV
 from tests.support.fixtures import prepare_database, query
 from tests.support.workload import probe_long
@@ -73,6 +74,7 @@ def test_a_sigkilled_workers_job_starts_again_within_3_seconds_with_default_sett
 
 @pytest.fixture
 def private_postgres():
+    require(server_binaries_present(), "PostgreSQL's server binaries (apt-get install postgresql)")
     server = TcpPostgres()
     prepare_database(server.url)
     yield server
@@ -119,6 +121,9 @@ def test_a_postgres_outage_of_twice_the_lease_runs_no_job_twice_and_loses_none(
 
 @pytest.fixture
 def cut_off_network():
+    require(os.geteuid() == 0 and shutil.which("ip") is not None,
+            "root and iproute2, for a network namespace")
+    require(server_binaries_present(), "PostgreSQL's server binaries (apt-get install postgresql)")
     namespace = NetworkNamespace(f"pts{uuid.uuid4().hex[:6]}")
     yield namespace
     namespace.close()
