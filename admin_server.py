@@ -12,7 +12,9 @@ reports, even empty; other queues report once they hold jobs.
   ``dramatiq_queue_stats_up`` is 0; the endpoint itself keeps answering.
 * ``GET /api/admin/job-queue``: the spec's admin endpoint, as JSON. It needs
   ``Authorization: Bearer <JOBS_ADMIN_TOKEN>``; without a configured token it is off.
-* ``GET /healthz``: 200 while the server runs.
+* ``GET /healthz``: 200 while the worker processes of this host do their work;
+  503, with the reasons, when a worker thread or consumer died or hung
+  (``pgbroker/health.py``) or the database does not answer.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ from typing import Any
 
 from middleware.metrics import RUN_DIR_PREFIX, MetricsConfig, point_prometheus_client_at
 from pgbroker.broker import PostgresBroker
-from pgbroker.jobs import list_dead, list_workers, queue_stats, workers_alive_per_queue
+from pgbroker.jobs import (
+    list_dead,
+    list_workers,
+    queue_stats,
+    unwell_workers,
+    workers_alive_per_queue,
+)
 from pgbroker.redact import scrub
 
 logger = logging.getLogger(__name__)
@@ -196,7 +204,7 @@ def make_server(broker: PostgresBroker, config: MetricsConfig,
         if path == "/metrics":
             return Response(200, generate_latest(registry), CONTENT_TYPE_LATEST)
         if path == "/healthz":
-            return Response(200, b"ok\n", "text/plain")
+            return _health(broker)
         if path.split("?")[0] == "/api/admin/job-queue":
             given = headers.get("authorization", "")
             if token is None or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -208,6 +216,19 @@ def make_server(broker: PostgresBroker, config: MetricsConfig,
         return Response.json(404, {"ok": False, "error": "not found"})
 
     return BoundedHttpServer((config.host, config.port), handle)
+
+
+def _health(broker: PostgresBroker) -> Response:
+    # 200 while this host's workers do their work; 503 with the reasons when a
+    # worker thread or consumer died or hung, or the database does not answer.
+    try:
+        problems = unwell_workers(socket.gethostname(), broker=broker)
+    except Exception as error:
+        logger.warning("health check cannot read the registry: %s", str(error).strip())
+        return Response(503, b"database unavailable\n", "text/plain")
+    if problems:
+        return Response(503, ("\n".join(problems) + "\n").encode(), "text/plain")
+    return Response(200, b"ok\n", "text/plain")
 
 
 @dataclasses.dataclass(frozen=True)

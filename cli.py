@@ -8,13 +8,15 @@
     pts-jobs purge [--older-than 7d] [--state done|dead]
     pts-jobs recover                       re-queue jobs whose worker's lease ran out
     pts-jobs workers                       live worker processes (the registry)
-    pts-jobs health                        the database answers (container health check)
+    pts-jobs health                        the database answers and this host's workers
+                                           are well (the container health check)
     pts-jobs scheduler [MODULE ...]        run the periodic scheduler (default: actors)
     pts-jobs web [--host H] [--port P]     serve the dashboard and producer API
     pts-jobs sandbox                       where fixers would run here, and with what limits
 
 ``--json`` prints machine-readable output. Exit codes: 0 success, 1 no such job,
-2 bad usage, 3 database unreachable or refusing.
+2 bad usage, 3 database unreachable or refusing, 4 a worker of this host is
+unwell (dead threads, a hung consumer, no heartbeat).
 """
 
 from __future__ import annotations
@@ -23,12 +25,17 @@ import argparse
 import dataclasses
 import json
 import re
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-EXIT_NOT_FOUND, EXIT_USAGE, EXIT_DATABASE = 1, 2, 3
+EXIT_NOT_FOUND, EXIT_USAGE, EXIT_DATABASE, EXIT_UNHEALTHY = 1, 2, 3, 4
+
+
+class Unhealthy(RuntimeError):
+    """``pts-jobs health`` found a worker of this host unwell."""
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -93,7 +100,8 @@ def parser() -> argparse.ArgumentParser:
                        help="default: both")
     commands.add_parser("recover", help="re-queue jobs whose worker's lease ran out")
     commands.add_parser("workers", help="live worker processes: host, pid, queues, heartbeat")
-    commands.add_parser("health", help="exit 0 if the database answers, 3 if not")
+    commands.add_parser("health", help="exit 0 if the database answers and this host's "
+                        "workers are well; 3 if it does not answer, 4 if a worker is unwell")
     commands.add_parser(
         "sandbox", help="where fixers run; only the container runtime is for untrusted fixers")
     schedule = commands.add_parser("scheduler", help="run the periodic scheduler")
@@ -138,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobNotFound as error:
         print(f"pts-jobs: {error}", file=sys.stderr)
         return EXIT_NOT_FOUND
+    except Unhealthy as error:
+        print(f"pts-jobs: unhealthy: {error}", file=sys.stderr)
+        return EXIT_UNHEALTHY
     except (psycopg2.Error, BrokerConnectionError, OSError) as error:
         url = redact(getattr(locals().get("broker"), "url", "") or "")
         print(f"pts-jobs: database error ({url}): {redact(str(error).strip())}", file=sys.stderr)
@@ -203,9 +214,10 @@ def run(args: argparse.Namespace, broker: Any) -> Any:
     if args.command == "workers":
         return jobs.list_workers(broker=broker)
     if args.command == "health":
-        with broker.pool.connection(broker.enqueue_timeout) as conn, conn.cursor() as cur:
-            cur.execute("SELECT 1")
-        return {"database": "ok"}
+        problems = jobs.unwell_workers(socket.gethostname(), broker=broker)
+        if problems:
+            raise Unhealthy("; ".join(problems))
+        return {"database": "ok", "workers": "ok"}
     raise AssertionError(args.command)  # pragma: no cover - argparse forbids it
 
 

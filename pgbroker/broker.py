@@ -49,6 +49,7 @@ from .db import DISCONNECTS, Pool, transaction
 from .delivery import Delivery, current_delivery
 from .encoding import encode
 from .errors import EnqueueError, EnqueueTimeout, InvalidMessage
+from .health import worker_problem
 from .leases import Inflight, LeaseKeeper
 from .lifecycle import ActorReturned, WorkerLifecycle
 from .listener import Listener
@@ -139,6 +140,7 @@ class PostgresBroker(Broker):
             ),
             inflight=self.inflight,
             queues=self._consumed_queues,
+            problem=lambda: worker_problem(list(self.workers), draining=self.draining),
             heartbeat_interval=heartbeat_interval,
             rescue_interval=rescue_interval,
         )
@@ -507,15 +509,12 @@ class PostgresBroker(Broker):
             raise
         self.inflight.discard(delivery)
 
-    def reject_undecodable(self, delivery: Delivery, text: str, data: bytes | None,
-                           error: Exception) -> None:
-        logger.error("message %s cannot be decoded, dead-lettering it: %s",
-                     delivery.message_id, error)
+    def reject(self, delivery: Delivery, reason: str) -> None:
+        """Dead-letter a claimed row no worker may run, with ``reason`` as its error."""
+        logger.error("message %s dead-lettered unrun: %s", delivery.message_id, reason)
         try:
-            self.execute(
-                "nack", message_id=delivery.message_id, delivery_id=delivery.delivery_id,
-                message=text, message_bytes=data, last_error=f"undecodable message: {error}",
-            )
+            self.execute("reject", message_id=delivery.message_id,
+                         delivery_id=delivery.delivery_id, last_error=reason)
         finally:
             self.inflight.discard(delivery)
 

@@ -16,13 +16,15 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from dramatiq.broker import Consumer, MessageProxy
-from dramatiq.errors import ConnectionError, DecodeError
+from dramatiq.errors import ConnectionError
+from dramatiq.message import Message
 
 from .db import DISCONNECTS
-from .encoding import decode
+from .encoding import MAX_MESSAGE_BYTES, decode
 
 if TYPE_CHECKING:
     from .broker import PostgresBroker
+    from .delivery import Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +43,12 @@ class PostgresConsumer(Consumer):
         self.wakeup = broker.listener.event(broker.channel(queue_name))
         # When to claim without a wake-up: the next due time, or the poll.
         self.next_claim = 0.0
+        # When Dramatiq last asked for a message (time.monotonic()): the health
+        # check's sign that this consumer still runs (pgbroker/health.py).
+        self.last_asked = time.monotonic()
 
     def __next__(self) -> MessageProxy | None:
+        self.last_asked = time.monotonic()
         try:
             return self._next()
         except DISCONNECTS as error:
@@ -83,11 +89,11 @@ class PostgresConsumer(Consumer):
         self.next_claim = now + wait
         messages = []
         for delivery, text, data in rows:
-            try:
-                message = decode(text, data)
-            except DecodeError as error:
-                # Written by something that is not dramatiq: dead, not retried.
-                self.broker.reject_undecodable(delivery, text, data, error)
+            message, problem = self._check(delivery, text, data)
+            if message is None:
+                # Written by something that is not our producers: dead, with the
+                # reason, and never given to a worker thread it could kill.
+                self.broker.reject(delivery, problem)
                 continue
             proxy = MessageProxy(message)
             proxy.delivery = delivery  # type: ignore[attr-defined]  # read by the broker
@@ -95,6 +101,41 @@ class PostgresConsumer(Consumer):
         if len(messages) < len(rows):
             self.wakeup.set()  # rejected rows freed slots: look again now
         return messages
+
+    def _check(self, delivery: Delivery, text: str | None,
+               data: bytes | None) -> tuple[Message | None, str]:
+        """The row's message if a worker can run it, else None and why not.
+
+        Any producer can write a row (SQL ``add_job``, another service, a
+        hand-written INSERT). Dramatiq's worker trusts what it is given: a
+        message naming another queue kills the thread that finishes it, an
+        ``eta`` sends it to a delay queue this broker does not have.
+        """
+        if text is None and data is None:
+            return None, "the row has no message"
+        size = len(text or "") + len(data or b"")
+        if size > MAX_MESSAGE_BYTES:
+            return None, f"message is {size:,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte limit"
+        try:
+            message = decode(text or "", data)
+        except Exception as error:  # whatever a row can make a decoder raise
+            cause = error.__cause__ or error  # DecodeError's own text repeats the row
+            return None, f"undecodable message: {type(cause).__name__}: {str(cause)[:200]}"
+        actor = self.broker.actors.get(message.actor_name)
+        if message.queue_name != self.queue_name:
+            problem = (f"message names queue {message.queue_name!r:.80} but its row is on "
+                       f"{self.queue_name!r}")
+        elif message.message_id != delivery.message_id:
+            problem = f"message id {message.message_id!r:.80} is not its row's"
+        elif actor is None:
+            problem = f"no actor {message.actor_name!r:.80} is declared in this worker"
+        elif actor.queue_name != self.queue_name:
+            problem = f"actor {actor.actor_name!r} runs on {actor.queue_name!r}"
+        elif "eta" in message.options:
+            problem = "option eta is not supported: delay with available_at (add_job's run_after)"
+        else:
+            return message, ""
+        return None, problem
 
     def ack(self, message: MessageProxy) -> None:
         self._finish(message, failed=False)

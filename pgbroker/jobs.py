@@ -189,6 +189,15 @@ def list_workers(*, broker: PostgresBroker | None = None) -> list[WorkerInfo]:
     return [WorkerInfo(*row) for row in _broker(broker).fetch("workers_list")]
 
 
+def unwell_workers(host: str, *, broker: PostgresBroker | None = None) -> list[str]:
+    """What is wrong with the worker processes registered from ``host``, one line each.
+
+    Empty when every one is well (or none is registered there).
+    """
+    return [f"worker {pid} ({worker_id}): {problem}"
+            for worker_id, pid, problem in _broker(broker).fetch("workers_unwell", host=host)]
+
+
 def workers_alive_per_queue(workers: list[WorkerInfo]) -> dict[str, int]:
     """How many live workers consume each queue."""
     counts: dict[str, int] = {}

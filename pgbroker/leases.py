@@ -79,6 +79,7 @@ class LeaseKeeper:
         session: Callable[[], WorkerSession],
         inflight: Inflight,
         queues: Callable[[], Iterable[str]],
+        problem: Callable[[], str | None] = lambda: None,
         heartbeat_interval: float,
         rescue_interval: float,
     ) -> None:
@@ -86,6 +87,7 @@ class LeaseKeeper:
         self._session: WorkerSession | None = None
         self._inflight = inflight
         self._queues = queues
+        self._problem = problem
         self.heartbeat_interval = heartbeat_interval
         self.rescue_interval = rescue_interval
         self._stop = threading.Event()
@@ -134,7 +136,7 @@ class LeaseKeeper:
                 delivery.stop()
             elif why == "cancelled":
                 delivery.cancel()
-        session.heartbeat(self._queues())
+        session.heartbeat(self._queues(), self._problem())
 
     def _run(self) -> None:
         session = self._session

@@ -66,11 +66,12 @@ class WorkerSession:
             self.close()
             raise
 
-    def heartbeat(self, queues: Iterable[str]) -> None:
-        """Write this worker's registry row (insert or refresh)."""
+    def heartbeat(self, queues: Iterable[str], problem: str | None = None) -> None:
+        """Write this worker's registry row (insert or refresh), with what is
+        wrong with it, if anything (pgbroker/health.py)."""
         self._run("worker_heartbeat", {
             "worker_id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
-            "queues": sorted(queues), "lease_seconds": self.lease_seconds,
+            "queues": sorted(queues), "lease_seconds": self.lease_seconds, "problem": problem,
         }, lambda cur: None)
 
     def renew(self, held: list[tuple[str, str]]) -> dict[str, str]:

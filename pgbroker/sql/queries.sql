@@ -198,6 +198,21 @@ WHERE message_id = %(message_id)s
   AND delivery_id = %(delivery_id)s
   AND "state" = 'consumed';
 
+-- reject --
+-- Dead-letter a claimed row that no worker may run (no message, too large,
+-- undecodable, or naming another queue, id or actor), leaving its message as
+-- the producer wrote it.
+UPDATE {schema}."queue"
+SET "state" = 'rejected',
+    last_error = %(last_error)s,
+    finished_at = now(),
+    mtime = now(),
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE message_id = %(message_id)s
+  AND delivery_id = %(delivery_id)s
+  AND "state" = 'consumed';
+
 -- requeue --
 -- Give back deliveries this worker leased but never started (shutdown, consumer
 -- restart), returning the attempt they did not use, and wake the consumers.
@@ -316,9 +331,9 @@ FROM rescued CROSS JOIN (SELECT count(*) FROM woken) AS notified;
 -- Register this worker, or refresh its row: queues, heartbeat time, and the
 -- session it keeps open (which changes when it reconnects).
 INSERT INTO {schema}.workers AS w
-    (worker_id, host, pid, queues, lease_seconds, backend_pid, backend_start)
+    (worker_id, host, pid, queues, lease_seconds, backend_pid, backend_start, problem)
 SELECT %(worker_id)s, %(host)s, %(pid)s, %(queues)s::text[], %(lease_seconds)s,
-       a.pid, a.backend_start
+       a.pid, a.backend_start, %(problem)s
 FROM pg_stat_activity AS a
 WHERE a.pid = pg_backend_pid()
 ON CONFLICT (worker_id) DO UPDATE
@@ -326,7 +341,20 @@ SET queues = EXCLUDED.queues,
     lease_seconds = EXCLUDED.lease_seconds,
     last_heartbeat_at = now(),
     backend_pid = EXCLUDED.backend_pid,
-    backend_start = EXCLUDED.backend_start;
+    backend_start = EXCLUDED.backend_start,
+    problem = EXCLUDED.problem;
+
+-- workers_unwell --
+-- This host's worker processes that report a problem or whose heartbeat is
+-- older than their lease: what /healthz and `pts-jobs health` turn red on.
+SELECT worker_id, pid,
+       coalesce(problem, 'no heartbeat for '
+                || round(extract(epoch FROM now() - last_heartbeat_at)) || ' s') AS problem
+FROM {schema}.workers
+WHERE host = %(host)s
+  AND (problem IS NOT NULL
+       OR last_heartbeat_at < now() - lease_seconds * interval '1 second')
+ORDER BY worker_id;
 
 -- worker_forget --
 -- A clean shutdown: this worker leaves the registry.
