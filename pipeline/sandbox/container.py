@@ -36,6 +36,9 @@ LABEL_ROLE = "pts-jobs.role"
 LABEL_JOB = "pts-jobs.fix-job-id"
 LABEL_ATTEMPT = "pts-jobs.attempt"
 LABEL_WORKER = "pts-jobs.worker"
+# Which deployment's container it is: two deployments may share an engine, and
+# each sweeps and cleans only its own. Their sandboxes directories differ.
+LABEL_SANDBOXES = "pts-jobs.sandboxes"
 ROLE = "fixer"
 _SLICE = 0.01  # also how often the pids cgroup is sampled (it goes with the container)
 # The in-container timeout fires this long after the worker's own deadline.
@@ -131,6 +134,7 @@ class DockerRuntime:
             name=f"pts-fix-{run.fix_job_id}-{run.attempt}",
             labels={LABEL_ROLE: ROLE, LABEL_JOB: run.fix_job_id,
                     LABEL_ATTEMPT: str(run.attempt),
+                    LABEL_SANDBOXES: str(config.sandboxes_dir),
                     LABEL_WORKER: f"{socket.gethostname()}:{os.getpid()}"},
             environment=run.environment(config, root, f"{root}/checkout"),
             user=user,
@@ -205,12 +209,16 @@ class DockerRuntime:
             # The sweeper and the next attempt find it by label.
             logger.exception("could not remove container %s", container.id[:12])
 
+    @property
+    def _ours(self) -> str:
+        return f"{LABEL_SANDBOXES}={self.config.sandboxes_dir}"
+
     def cleanup(self, fix_job_id: str) -> list[str]:
         from docker.errors import NotFound
 
         removed = []
         for found in self.client.api.containers(
-                all=True, filters={"label": f"{LABEL_JOB}={fix_job_id}"}):
+                all=True, filters={"label": [f"{LABEL_JOB}={fix_job_id}", self._ours]}):
             try:
                 self.client.api.remove_container(found["Id"], force=True)
             except NotFound:
@@ -221,7 +229,7 @@ class DockerRuntime:
     def leftovers(self) -> dict[str, float]:
         found: dict[str, float] = {}
         for item in self.client.api.containers(
-                all=True, filters={"label": f"{LABEL_ROLE}={ROLE}"}):
+                all=True, filters={"label": [f"{LABEL_ROLE}={ROLE}", self._ours]}):
             job_id = (item.get("Labels") or {}).get(LABEL_JOB)
             if job_id:
                 found[job_id] = min(found.get(job_id, float(item["Created"])),

@@ -7,6 +7,14 @@ import subprocess
 import sys
 import time
 
+from pipeline.sandbox import SandboxConfig
+from pipeline.sandbox.container import (
+    LABEL_JOB,
+    LABEL_ROLE,
+    LABEL_SANDBOXES,
+    ROLE,
+    DockerRuntime,
+)
 from pipeline.sandbox.sweeper import JobState, sweep
 from tests.support import wait_for
 from tests.support.environment import ROOT
@@ -49,3 +57,17 @@ def test_the_sweeper_removes_a_finished_or_abandoned_jobs_leftovers_past_the_bou
         assert later.containers == (abandoned.fix_job_id,)
         assert abandoned.fix_job_id not in runtime.leftovers()
         assert not processes_with(marker)
+
+
+def test_a_deployment_sweeps_and_cleans_only_its_own_containers(docker, fixer_image, tmp_path):
+    # Two deployments (staging and production, say) on one Docker engine.
+    ours = DockerRuntime(SandboxConfig(workspace_dir=tmp_path / "ours"), docker)
+    theirs = docker.containers.create(fixer_image, ["sleep", "60"], labels={
+        LABEL_ROLE: ROLE, LABEL_JOB: "their-fix-job",
+        LABEL_SANDBOXES: str(tmp_path / "theirs" / "sandboxes")})
+    try:
+        assert "their-fix-job" not in ours.leftovers()
+        assert ours.cleanup("their-fix-job") == []
+        theirs.reload()  # still there
+    finally:
+        theirs.remove(force=True)
