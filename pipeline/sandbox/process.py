@@ -49,14 +49,23 @@ _UID_SPAN = 65536
 PATH = "/usr/local/bin:/usr/bin:/bin"
 # Run as root inside the new namespaces, before the fixer's uid is taken: hide
 # the host's sockets and temporary files, the repository cache and the other
-# sandboxes under fresh tmpfs, then put the fixer's own directory back.
+# sandboxes under fresh tmpfs, then put back the fixer's own directory, and,
+# read-only, the directories under /tmp its program lives in ($keep, one per
+# line: a fixer installed under /tmp must still start).
 _INNER = r"""
 set -e
-size=$1 work=$2 repos=$3 sandboxes=$4
-shift 4
+size=$1 work=$2 repos=$3 sandboxes=$4 keep=$5
+shift 5
+IFS='
+'
 mount -t tmpfs -o mode=755,nosuid,nodev,size=1m tmpfs /run
 mkdir /run/.work
 mount --bind "$work" /run/.work
+i=0
+for dir in $keep; do
+    mkdir /run/.keep$i && mount --bind "$dir" /run/.keep$i
+    i=$((i + 1))
+done
 mount -t tmpfs -o mode=1777,nosuid,nodev,size="$size" tmpfs /tmp
 for hidden in "$repos" "$sandboxes" /dev/shm; do
     if [ -d "$hidden" ]; then mount -t tmpfs -o mode=711,nosuid,nodev,size=1m tmpfs "$hidden"; fi
@@ -64,9 +73,40 @@ done
 mkdir -p "$work"
 mount --bind /run/.work "$work"
 umount /run/.work
+i=0
+for dir in $keep; do
+    mkdir -p "$dir" && mount --bind /run/.keep$i "$dir"
+    mount -o remount,bind,ro,nosuid,nodev "$dir" && umount /run/.keep$i
+    i=$((i + 1))
+done
+unset IFS
 set +e
 "$@"
 """
+
+
+def program_dirs(command: list[str], workspace: Path) -> list[str]:
+    """The directories under /tmp that ``command``'s program and scripts need.
+
+    A file's own directory, or for a virtualenv's interpreter the virtualenv.
+    Never one that holds or is inside the workspace: that would show the fixer
+    the cache and the other sandboxes again.
+    """
+    tmp = Path("/tmp")
+    kept: list[str] = []
+    for arg in command:
+        path = Path(arg)
+        if not path.is_absolute() or "\n" in arg or not path.is_file():
+            continue
+        for candidate in dict.fromkeys([path, path.resolve()]):
+            directory = candidate.parent
+            if directory.name == "bin" and (directory.parent / "pyvenv.cfg").is_file():
+                directory = directory.parent  # the interpreter needs its virtualenv
+            near_workspace = (directory == workspace or directory in workspace.parents
+                              or workspace in directory.parents)
+            if tmp in directory.parents and not near_workspace and str(directory) not in kept:
+                kept.append(str(directory))
+    return kept
 
 
 class ProcessRuntime:
@@ -114,6 +154,8 @@ class ProcessRuntime:
         return ["setpriv", "--pdeathsig", "KILL", "--", *namespaces, "--",
                 "sh", "-c", _INNER, "sh", str(limits.tmpfs), str(run.layout.work),
                 str(self.config.workspace_dir / "repos"), str(self.config.sandboxes_dir),
+                "\n".join(program_dirs(list(run.command),
+                                        self.config.workspace_dir.resolve())),
                 *confined]
 
     def run(self, run: FixerRun) -> FixerResult:

@@ -21,7 +21,7 @@ import pytest
 from pipeline.sandbox import FixerRun
 from pipeline.sandbox import checkout as sandbox_checkout
 from pipeline.sandbox.container import LABEL_JOB
-from tests.support import wait_for
+from tests.support import require, wait_for
 from tests.support.environment import DATABASE_URL, ROOT
 from tests.support.sandbox import ATTACKS, WORKER, Harness, processes_with, small_limits
 
@@ -314,3 +314,33 @@ def test_a_fixer_silent_for_longer_than_the_engine_clients_timeout_keeps_its_out
         harness.close()
 
     assert result.exit_code == 0 and result.output == "early\nlate\n"
+
+
+def test_a_fixer_installed_under_tmp_still_starts_and_cannot_change_itself(workspace, tmp_path):
+    # The process runtime puts a fresh tmpfs over /tmp; the fixer's own program
+    # (a checkout or virtualenv there, as in a CI clone) is put back read-only.
+    require(os.geteuid() == 0, "the process runtime's full confinement needs root")
+    program = tmp_path / "opt" / "fixer.py"
+    program.parent.mkdir()
+    program.write_text(
+        "import pathlib, sys\n"
+        "print('fixer under /tmp ran')\n"
+        "try:\n"
+        "    pathlib.Path(sys.argv[0]).write_text('tampered')\n"
+        "    print('rewrote itself')\n"
+        "except OSError as error:\n"
+        "    print('read-only:', error.errno)\n")
+    program.chmod(0o755)
+    source = program.read_text()
+    sandbox = Harness("process", workspace, None, None)
+    try:
+        layout = sandbox.prepare()
+        result = sandbox.runtime(sandbox.config()).run(FixerRun(
+            layout.fix_job_id, 1, (sys.executable, str(program)), layout,
+            time.monotonic() + 30))
+    finally:
+        sandbox.close()
+
+    assert "fixer under /tmp ran" in result.output, result.output
+    assert "read-only: 30" in result.output  # EROFS
+    assert program.read_text() == source

@@ -99,8 +99,10 @@ def test_a_worker_sigkilled_mid_fix_leaves_a_container_the_next_attempt_removes_
 
     first.signal(signal.SIGKILL)
     first.proc.wait()
-    (left,) = containers_of(docker, fix)
-    assert left["Labels"][LABEL_ATTEMPT] == "1" and left["State"] == "running"
+    # The engine may still say "created" an instant after the fixer's process runs.
+    (left,) = wait_for(lambda: [c for c in containers_of(docker, fix) if c["State"] == "running"],
+                       timeout=10, what="the engine to report the container running")
+    assert left["Labels"][LABEL_ATTEMPT] == "1"
 
     second = cli_worker("actors", threads=2, env=env)
     second.wait_ready()
