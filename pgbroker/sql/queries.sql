@@ -443,14 +443,7 @@ WHERE r.message_key = old.message_key;
 SELECT message_id::text,
        queue_name,
        message ->> 'actor_name' AS actor_name,
-       CASE
-           WHEN "state" = 'queued' AND available_at > now() THEN 'delayed'
-           WHEN "state" = 'queued' THEN 'queued'
-           WHEN "state" = 'consumed' THEN 'running'
-           WHEN "state" = 'done' THEN 'done'
-           WHEN "state" = 'cancelled' THEN 'cancelled'
-           ELSE 'dead'
-       END AS state,
+       {schema}.job_state("state"::text, available_at) AS state,
        attempts,
        coalesce((message #>> ARRAY['options', 'retries'])::int, 0) AS retries,
        rescues,

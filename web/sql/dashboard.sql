@@ -38,14 +38,7 @@ ORDER BY 1;
 SELECT message_id::text AS id,
        queue_name,
        message ->> 'actor_name' AS actor_name,
-       CASE
-           WHEN "state" = 'queued' AND available_at > now() THEN 'delayed'
-           WHEN "state" = 'queued' THEN 'queued'
-           WHEN "state" = 'consumed' THEN 'running'
-           WHEN "state" = 'done' THEN 'done'
-           WHEN "state" = 'cancelled' THEN 'cancelled'
-           ELSE 'dead'
-       END AS state,
+       {schema}.job_state("state"::text, available_at) AS state,
        attempts,
        priority,
        enqueued_at,
@@ -114,13 +107,7 @@ LIMIT 50;
 -- last_tick --
 -- The latest job a periodic actor's scheduler sent (queue_singleton_slot_idx).
 SELECT message_id::text AS id, enqueued_at,
-       CASE
-           WHEN "state" = 'queued' THEN 'queued'
-           WHEN "state" = 'consumed' THEN 'running'
-           WHEN "state" = 'done' THEN 'done'
-           WHEN "state" = 'cancelled' THEN 'cancelled'
-           ELSE 'dead'
-       END AS state,
+       {schema}.job_state("state"::text, available_at) AS state,
        finished_at
 FROM {schema}."queue"
 WHERE queue_name = %(queue_name)s AND singleton_key = %(singleton_key)s
