@@ -128,7 +128,8 @@ class PostgresConsumer(Consumer):
         elif message.message_id != delivery.message_id:
             problem = f"message id {message.message_id!r:.80} is not its row's"
         elif actor is None:
-            problem = f"no actor {message.actor_name!r:.80} is declared in this worker"
+            problem = (f"unknown actor {message.actor_name!r:.80}: no worker on this queue "
+                       "defines it")
         elif actor.queue_name != self.queue_name:
             problem = f"actor {actor.actor_name!r} runs on {actor.queue_name!r}"
         elif "eta" in message.options:

@@ -58,7 +58,7 @@ def after_poison_the_worker_still_runs_every_good_job(worker) -> None:
          "names queue 'send-notification' but its row is on 'probe-record'"),
         (lambda mid: good_message(mid, queue_name="nowhere"), "names queue 'nowhere'"),
         (lambda mid: good_message(mid, actor_name="no_such_actor"),
-         "no actor 'no_such_actor' is declared"),
+         "unknown actor 'no_such_actor': no worker on this queue defines it"),
         (lambda mid: good_message(mid, actor_name="probe_flaky"),
          "actor 'probe_flaky' runs on 'probe-flaky'"),
         (lambda mid: good_message(mid, options={"eta": 1}), "option eta is not supported"),

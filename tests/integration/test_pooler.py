@@ -66,6 +66,8 @@ def transaction_pooler() -> Iterator[str]:
     yield f"postgresql://{user}@127.0.0.1:{port}/{dbname}"
     proc.terminate()
     proc.wait(timeout=10)
+    if proc.stdout:
+        proc.stdout.close()
     shutil.rmtree(workdir, ignore_errors=True)
 
 
