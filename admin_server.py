@@ -199,12 +199,15 @@ def make_server(broker: PostgresBroker, config: MetricsConfig,
     MultiProcessCollector(registry, path=str(run_dir))
     registry.register(stats)  # a duck-typed collector: collect() yields metric families
     token = config.admin_token.get_secret_value() if config.admin_token else None
+    # Probes are unauthenticated: answer them from one registry read per TTL.
+    health, health_lock = _Cached(min(config.queue_stats_ttl, 2.0)), threading.Lock()
 
     def handle(path: str, headers: dict[str, str]) -> Response:
         if path == "/metrics":
             return Response(200, generate_latest(registry), CONTENT_TYPE_LATEST)
         if path == "/healthz":
-            return _health(broker)
+            with health_lock:
+                return health.get(lambda: _health(broker))
         if path.split("?")[0] == "/api/admin/job-queue":
             given = headers.get("authorization", "")
             if token is None or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -247,11 +250,12 @@ class BoundedHttpServer:
 
     Each connection has ``head_timeout`` seconds to send a request head of at
     most ``MAX_HEAD`` bytes (or is closed unanswered), and as long to read the
-    answer. At most
-    ``max_connections`` are open at once; at the cap, the connection that has
-    waited longest for its head is dropped to let the new one in, so a flood of
-    idle clients (slowloris) never locks a Prometheus scrape out. Handlers,
-    which may wait on PostgreSQL, run on a small thread pool.
+    answer. At most ``max_connections`` are open at once: at the cap, the
+    connection that has waited longest for its head is dropped to let the new
+    one in, so a flood of idle clients (slowloris) never locks a Prometheus
+    scrape out; when every open one is being answered, the new one is closed.
+    Handlers, which may wait on PostgreSQL, run on a small thread pool and
+    answer 503 after ``handler_timeout`` seconds.
     """
 
     MAX_HEAD = 16 * 1024
@@ -263,9 +267,11 @@ class BoundedHttpServer:
         *,
         max_connections: int = 512,
         head_timeout: float = 10.0,
+        handler_timeout: float = 10.0,
         handler_threads: int = 4,
     ) -> None:
         self.handle = handle
+        self.handler_timeout = handler_timeout
         self.max_connections = max_connections
         self.head_timeout = head_timeout
         self._socket = socket.create_server(address, backlog=128)
@@ -307,11 +313,14 @@ class BoundedHttpServer:
             await self._stop.wait()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._open += 1
-        if self._open > self.max_connections and self._waiting_for_head:
+        if self._open >= self.max_connections:
+            if not self._waiting_for_head:
+                writer.transport.abort()  # every slot is answering: no room, for now
+                return
             oldest = min(self._waiting_for_head, key=self._waiting_for_head.__getitem__)
             self._waiting_for_head.pop(oldest)
             oldest.transport.abort()
+        self._open += 1
         self._waiting_for_head[writer] = time.monotonic()
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.head_timeout)
@@ -341,7 +350,12 @@ class BoundedHttpServer:
                 headers[name.strip().lower()] = value.strip()
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, self.handle, parts[1], headers)
+            # A handler stuck on the database answers 503; it finishes on its thread.
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._pool, self.handle, parts[1], headers),
+                self.handler_timeout)
+        except TimeoutError:
+            return Response.json(503, {"ok": False, "error": "timed out"})
         except Exception:
             logger.exception("HTTP handler failed for %s", parts[1].split("?")[0])
             return Response.json(500, {"ok": False, "error": "internal error"})

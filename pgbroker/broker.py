@@ -48,7 +48,7 @@ from .consumer import PostgresConsumer
 from .db import DISCONNECTS, Pool, transaction
 from .delivery import Delivery, current_delivery
 from .encoding import encode
-from .errors import EnqueueError, EnqueueTimeout, InvalidMessage
+from .errors import EnqueueError, EnqueueTimeout, InvalidMessage, unknown_actor
 from .health import worker_problem
 from .leases import Inflight, LeaseKeeper
 from .lifecycle import ActorReturned, WorkerLifecycle
@@ -618,7 +618,7 @@ def failure_text(message: MessageProxy, actors: Container[str]) -> str:
     if exception is not None:
         return f"{type(exception).__name__}: {exception}"
     if message.actor_name not in actors:
-        return f"unknown actor {message.actor_name!r}: no worker on this queue defines it"
+        return unknown_actor(message.actor_name)
     traceback = message.options.get("traceback")
     return last_line(traceback) if traceback else "rejected"
 

@@ -10,6 +10,7 @@ lease, which a heartbeat renews.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from dramatiq.message import Message
 
 from .db import DISCONNECTS
 from .encoding import MAX_MESSAGE_BYTES, decode
+from .errors import unknown_actor
 
 if TYPE_CHECKING:
     from .broker import PostgresBroker
@@ -87,14 +89,25 @@ class PostgresConsumer(Consumer):
         wait = self.broker.poll_interval if next_due is None else min(
             max(next_due, 0.0), self.broker.poll_interval)
         self.next_claim = now + wait
-        messages = []
-        for delivery, text, data in rows:
-            message, problem = self._check(delivery, text, data)
-            if message is None:
-                # Written by something that is not our producers: dead, with the
-                # reason, and never given to a worker thread it could kill.
-                self.broker.reject(delivery, problem)
-                continue
+        messages: list[MessageProxy] = []
+        for index, (delivery, text, data) in enumerate(rows):
+            try:
+                message, problem = self._check(delivery, text, data)
+                if message is None:
+                    # Written by something that is not our producers: dead, with
+                    # the reason, and never given to a worker thread it could kill.
+                    self.broker.reject(delivery, problem)
+                    continue
+            except BaseException:
+                # The database went away mid-batch (or worse): what was not yet
+                # handed out goes back, so no delivery is stranded, leased forever.
+                # (requeue releases them from this process even if it fails:
+                # then their leases lapse and the rescuer returns them.)
+                unstarted = [d for d, _, _ in rows[index:]]
+                unstarted += [m.delivery for m in messages]
+                with contextlib.suppress(Exception):
+                    self.broker.requeue(unstarted)
+                raise
             proxy = MessageProxy(message)
             proxy.delivery = delivery  # type: ignore[attr-defined]  # read by the broker
             messages.append(proxy)
@@ -114,29 +127,37 @@ class PostgresConsumer(Consumer):
         if text is None and data is None:
             return None, "the row has no message"
         size = len(text or "") + len(data or b"")
-        if size > MAX_MESSAGE_BYTES:
+        # The producer's limit counts compact UTF-8; PostgreSQL renders jsonb
+        # with spaces. Twice the limit: a sanity bound, not the producer's check.
+        if size > 2 * MAX_MESSAGE_BYTES:
             return None, f"message is {size:,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte limit"
         try:
             message = decode(text or "", data)
-        except Exception as error:  # whatever a row can make a decoder raise
+            return (message, "") if (problem := self._mismatch(message, delivery)) is None \
+                else (None, problem)
+        except Exception as error:  # whatever a row can make a decoder or a check raise
             cause = error.__cause__ or error  # DecodeError's own text repeats the row
             return None, f"undecodable message: {type(cause).__name__}: {str(cause)[:200]}"
+
+    def _mismatch(self, message: Message, delivery: Delivery) -> str | None:
+        """Why this decoded message may not run from this row, or None."""
+        if not (isinstance(message.actor_name, str) and isinstance(message.queue_name, str)
+                and isinstance(message.message_id, str) and isinstance(message.options, dict)
+                and isinstance(message.kwargs, dict)):
+            return "message fields have the wrong types"
         actor = self.broker.actors.get(message.actor_name)
         if message.queue_name != self.queue_name:
-            problem = (f"message names queue {message.queue_name!r:.80} but its row is on "
-                       f"{self.queue_name!r}")
-        elif message.message_id != delivery.message_id:
-            problem = f"message id {message.message_id!r:.80} is not its row's"
-        elif actor is None:
-            problem = (f"unknown actor {message.actor_name!r:.80}: no worker on this queue "
-                       "defines it")
-        elif actor.queue_name != self.queue_name:
-            problem = f"actor {actor.actor_name!r} runs on {actor.queue_name!r}"
-        elif "eta" in message.options:
-            problem = "option eta is not supported: delay with available_at (add_job's run_after)"
-        else:
-            return message, ""
-        return None, problem
+            return (f"message names queue {message.queue_name!r:.80} but its row is on "
+                    f"{self.queue_name!r}")
+        if message.message_id != delivery.message_id:
+            return f"message id {message.message_id!r:.80} is not its row's"
+        if actor is None:
+            return unknown_actor(message.actor_name)
+        if actor.queue_name != self.queue_name:
+            return f"actor {actor.actor_name!r} runs on {actor.queue_name!r}"
+        if "eta" in message.options:
+            return "option eta is not supported: delay with available_at (add_job's run_after)"
+        return None
 
     def ack(self, message: MessageProxy) -> None:
         self._finish(message, failed=False)

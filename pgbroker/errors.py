@@ -19,3 +19,8 @@ class EnqueueTimeout(ConnectionError):
 
 class JobNotFound(LookupError):
     """No job has this id."""
+
+
+def unknown_actor(actor_name: str) -> str:
+    """Why a message for ``actor_name`` is dead: no worker of its queue declares it."""
+    return f"unknown actor {actor_name!r:.80}: no worker on this queue defines it"

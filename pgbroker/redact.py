@@ -21,9 +21,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
+
+from dramatiq.broker import MessageProxy
+from dramatiq.message import Message
 
 MASK = "***"
 
@@ -34,11 +37,23 @@ _URL_PASSWORD = re.compile(
     r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#'\"]*:)(?P<secret>[^\s'\"]*)(?=@)"
 )
 # password=... as a query parameter or a libpq key/value pair, quoted or not.
-_SECRET_KEYS = r"password|passwd|pwd|pass|secret|token|api_?key|access_?token|sslpassword"
+_SECRET_KEYS = (r"(?:[A-Za-z0-9]*_)?(?:[A-Za-z]*password|passwd|pwd|pass|secret|token"
+                r"|api_?key|access_?token)")
+# The key may end a longer name (PGPASSWORD=, SMTP_PASSWORD=, X_API_KEY=).
 _KEY_VALUE = re.compile(
-    rf"(?P<head>\b(?:{_SECRET_KEYS})\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^\s&;'\"]+)",
+    rf"(?P<head>(?<![A-Za-z0-9_]){_SECRET_KEYS}\s*=\s*)"
+    rf"(?P<secret>'(?:[^'\\]|\\.)*'|[^\s&;'\"]+)",
     re.IGNORECASE,
 )
+# "password": "..." in JSON or a Python dict's repr.
+_QUOTED_KEY = re.compile(
+    rf"(?P<head>[\"']{_SECRET_KEYS}[\"']\s*:\s*)"
+    r"(?P<secret>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')",
+    re.IGNORECASE,
+)
+# Authorization: Bearer <token> (or Basic <credentials>).
+_AUTHORIZATION = re.compile(
+    r"(?P<head>\b(?:Bearer|Basic)\s+)(?P<secret>[A-Za-z0-9._~+/=-]{8,})")
 # user@example.com: kept to its domain and first letter, which is what an
 # operator needs to tell addresses apart without learning them.
 _EMAIL = re.compile(
@@ -68,8 +83,9 @@ def redact(text: str) -> str:
     for value in sorted(_known, key=len, reverse=True):
         if value in text:
             text = text.replace(value, MASK)
-    text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
-    return _KEY_VALUE.sub(lambda m: m["head"] + MASK, text)
+    for shape in (_URL_PASSWORD, _KEY_VALUE, _QUOTED_KEY, _AUTHORIZATION):
+        text = shape.sub(lambda m: m["head"] + MASK, text)
+    return text
 
 
 def mask_email(address: str) -> str:
@@ -115,16 +131,31 @@ _formatter = logging.Formatter()
 
 
 def _scrub_record(record: logging.LogRecord, *, log_message_args: bool) -> None:
-    if record.args and not log_message_args:
-        args = record.args if isinstance(record.args, tuple) else (record.args,)
-        record.args = tuple(_without_job_arguments(arg) for arg in args)
+    try:
+        _scrub_fields(record, log_message_args=log_message_args)
+    except Exception:  # an argument whose repr or getattr raises: keep the line, not it
+        record.msg, record.args = scrub(f"{record.msg}"[:1000]) + " (arguments not shown)", ()
+        record.exc_info = None
+
+
+def _scrub_fields(record: logging.LogRecord, *, log_message_args: bool) -> None:
+    args = record.args
+    if args and not log_message_args:
+        if isinstance(args, Mapping):  # logger.info("%(a)s", {"a": ...})
+            record.args = {key: _without_job_arguments(value) for key, value in args.items()}
+        else:
+            record.args = tuple(_without_job_arguments(arg) for arg in args)
     try:
         message = record.getMessage()
     except Exception:  # a bad format string must not lose the record
         message = f"{record.msg!r} % {record.args!r}"
     record.msg, record.args = scrub(message), ()
-    if record.exc_info and not record.exc_text:
-        record.exc_text = scrub(_formatter.formatException(record.exc_info))
+    if record.exc_info:
+        if not record.exc_text:
+            record.exc_text = scrub(_formatter.formatException(record.exc_info))
+        # Formatters print exc_text; one that formats exc_info itself (a JSON
+        # logger, an error tracker) would see the exception's text unscrubbed.
+        record.exc_info = None
     if record.stack_info:
         record.stack_info = scrub(record.stack_info)
 
@@ -132,6 +163,8 @@ def _scrub_record(record: logging.LogRecord, *, log_message_args: bool) -> None:
 def _without_job_arguments(arg: Any) -> Any:
     # Dramatiq's Message and MessageProxy print as actor(args, kwargs): the
     # payload of a job is the reporter's data and stays out of the log.
+    if not isinstance(arg, (Message, MessageProxy)):
+        return arg
     actor_name = getattr(arg, "actor_name", None)
     message_id = getattr(arg, "message_id", None)
     if isinstance(actor_name, str) and isinstance(message_id, str):

@@ -153,7 +153,9 @@ def analyze_changes(git: Git, repo: Path, previous: dict[str, Any], head: str,
         # What the last analysis counted is taken away, what is there now is counted.
         old = [c.old for c in changes if c.old and _language(c.name)
                and c.old.path not in previously_skipped]
-        for entry, content in repository.read_blobs(reader, old, limits, budget, {}):
+        # A budget of its own: what is taken away must be read, or counts drift.
+        taken_away = [limits.max_read_bytes]
+        for entry, content in repository.read_blobs(reader, old, limits, taken_away, {}):
             _tally(entry.name, content, languages, -1)
         new = [c.new for c in changes if c.new and _language(c.name)]
         for entry, content in repository.read_blobs(reader, new, limits, budget, skipped):

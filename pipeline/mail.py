@@ -15,7 +15,6 @@ import smtplib
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
 from urllib.parse import unquote, urlsplit
 
 from .config import Mail
@@ -81,6 +80,8 @@ def _message(sender: str, email: Email) -> EmailMessage:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = sender, email.recipient, email.subject
     digest = hashlib.sha256(email.dedupe_key.encode()).hexdigest()[:32]
-    message["Message-ID"] = make_msgid(idstring=digest, domain="pts-jobs")
+    # From the dedupe key alone (make_msgid would add time and randomness), so a
+    # mail sent again after a crash is the same message to mail clients.
+    message["Message-ID"] = f"<{digest}@pts-jobs>"
     message.set_content(email.body)
     return message

@@ -6,8 +6,9 @@ there. Reading a repository means reading its tree and blobs:
 
 * a symlink is a blob holding its target's name: recorded, never followed,
   so ``zero.py -> /dev/zero`` or ``-> /etc/passwd`` reads nothing outside;
-* every blob's size is known before it is read: files over the per-file cap,
-  and everything once the per-analysis cap is spent, are recorded as skipped;
+* a blob over the per-file cap is never held in memory (its size is known
+  before it is read, from the tree or from git's answer), and everything once
+  the per-analysis cap is spent is recorded as skipped;
 * names are bytes, as git keeps them; they are shown with undecodable bytes
   escaped (``caf\\xe9.py``), so a Latin-1 name is counted like any other;
 * a fetch that makes the repository larger than its cap is refused.
@@ -15,6 +16,7 @@ there. Reading a repository means reading its tree and blobs:
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -75,6 +77,7 @@ def sync(git: Git, path: Path, url: str, branch: str, limits: ReadLimits) -> str
             "--", url, f"+{ref}:{ref}")
     size = _pack_bytes(git, path)
     if size > limits.max_repository_bytes:
+        shutil.rmtree(path, ignore_errors=True)  # refused for good: keep nothing of it
         raise UnsafeRepository(
             f"repository is {size // 2**20} MiB, over the {limits.max_repository_bytes // 2**20}"
             " MiB limit")
@@ -148,17 +151,20 @@ class BlobReader:
         if len(header) != 3 or header[1] != b"blob":
             raise GitError(f"git cat-file: {sha} is not a blob")
         size = int(header[2])
-        content = self._read(size + 1)[:size]  # the content, then a newline
-        return size, content if size <= max_bytes else None
+        # The content, then a newline. A blob over the cap is read past, never
+        # kept: a few MiB of packed zeros can be gigabytes here.
+        content = self._read(size + 1, keep=size <= max_bytes)
+        return size, content[:size] if size <= max_bytes else None
 
-    def _read(self, count: int) -> bytes:
+    def _read(self, count: int, *, keep: bool) -> bytes:
         assert self._process.stdout
         chunks, left = [], count
         while left:
             chunk = self._process.stdout.read(min(left, 1 << 16))
             if not chunk:
                 raise GitError("git cat-file ended early")
-            chunks.append(chunk)
+            if keep:
+                chunks.append(chunk)
             left -= len(chunk)
         return b"".join(chunks)
 

@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from pgbroker import EnqueueError, JobNotFound, PostgresBroker, jobs
 
-from .auth import api_role, mask
+from .auth import api_role, shown
 from .config import WebConfig
 
 logger = logging.getLogger("pts_jobs.web.api")
@@ -139,9 +139,7 @@ class ProducerApi:
             "availableAt": _iso(job.available_at), "startedAt": _iso(job.started_at),
             "finishedAt": _iso(job.finished_at),
         }
-        if role == "viewer":
-            data = mask(data)
-        return JSONResponse({"ok": True, "data": data})
+        return JSONResponse({"ok": True, "data": shown(data, role)})
 
     async def openapi(self, request: Request) -> JSONResponse:
         if self._role(request) is None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import re
 import secrets
 import threading
 import time
@@ -19,12 +18,13 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from pgbroker.redact import redact, scrub
+
 from .config import WebConfig
 
 Role = Literal["admin", "viewer"]
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
 
 def fingerprint(token: str) -> str:
@@ -120,19 +120,21 @@ def csrf_ok(session: Mapping[str, Any], given: str | None) -> bool:
                 and hmac.compare_digest(expected.encode(), given.encode()))
 
 
-def mask_email(text: str) -> str:
-    """``reporter@example.com`` -> ``r***@example.com``, wherever it appears in ``text``."""
-    return _EMAIL.sub(lambda m: f"{m[1]}***@{m[2]}", text)
+def shown(value: Any, role: str | None) -> Any:
+    """``value`` as ``role`` may see it: secrets masked for everyone (an error can
+    quote a URL with its password), e-mail addresses too for viewers. Walks
+    dicts, lists and dataclasses."""
+    clean = scrub if role == "viewer" else redact
+    return _walk(value, clean)
 
 
-def mask(value: Any) -> Any:
-    """``value`` with every e-mail address in it masked (dicts, lists, dataclasses)."""
+def _walk(value: Any, clean: Callable[[str], str]) -> Any:
     if isinstance(value, str):
-        return mask_email(value)
+        return clean(value)
     if isinstance(value, Mapping):
-        return {key: mask(item) for key, item in value.items()}
+        return {key: _walk(item, clean) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(mask(item) for item in value)
+        return type(value)(_walk(item, clean) for item in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return mask(dataclasses.asdict(value))
+        return _walk(dataclasses.asdict(value), clean)
     return value

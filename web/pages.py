@@ -28,7 +28,7 @@ from starlette.templating import Jinja2Templates
 from pgbroker import JobNotFound, PostgresBroker, jobs
 
 from . import charts
-from .auth import CSRF_FIELD, LoginThrottle, csrf_ok, csrf_token, log_in, mask, role_of_token
+from .auth import CSRF_FIELD, LoginThrottle, csrf_ok, csrf_token, log_in, role_of_token, shown
 from .config import WebConfig
 from .data import STATES, Dashboard, JobFilter
 
@@ -187,9 +187,8 @@ class Pages:
     def render(self, request: Request, name: str, context: dict[str, Any],
                status: int = 200) -> Response:
         role = request.scope.get("role")
-        if role != "admin":
-            # Viewers never see reporters' addresses, wherever they appear.
-            context = mask(context)
+        # No one sees a secret an error quotes; viewers see no reporter's address.
+        context = shown(context, role)
         context.update(
             role=role, csrf=csrf_token(request.session), csrf_field=CSRF_FIELD,
             refresh=self.config.refresh_seconds, path=request.url.path,

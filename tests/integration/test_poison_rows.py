@@ -63,9 +63,11 @@ def after_poison_the_worker_still_runs_every_good_job(worker) -> None:
          "actor 'probe_flaky' runs on 'probe-flaky'"),
         (lambda mid: good_message(mid, options={"eta": 1}), "option eta is not supported"),
         (lambda mid: {"not": "a dramatiq message"}, "undecodable message"),
+        (lambda mid: good_message(mid, options=None), "fields have the wrong types"),
+        (lambda mid: good_message(mid, actor_name=["probe_record"]), "wrong types"),
     ],
     ids=["null", "other-queue", "unknown-queue", "unknown-actor", "actor-of-another-queue",
-         "eta", "not-a-message"],
+         "eta", "not-a-message", "null-options", "list-actor"],
 )
 def test_a_poison_row_is_dead_lettered_unrun_and_the_worker_carries_on(worker, make, reason):
     message_ids = [str(uuid.uuid4()) for _ in range(4)]  # four killed four threads at HEAD
@@ -93,7 +95,7 @@ def test_a_row_naming_another_jobs_id_never_touches_that_job(worker):
 
 
 def test_an_oversized_row_is_dead_lettered_once_not_rescued_in_a_loop(worker):
-    big = insert_row(good_message("x", kwargs={"key": "big", "pad": "x" * 2_000_000}))
+    big = insert_row(good_message("x", kwargs={"key": "big", "pad": "x" * 3_000_000}))
 
     job = job_in(big, "dead", timeout=20)
 

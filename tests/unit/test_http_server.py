@@ -103,3 +103,25 @@ def test_a_failing_handler_answers_500_and_logs_no_details_to_the_client(serve) 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_handler_stuck_on_the_database_answers_503_and_the_server_still_serves(serve) -> None:
+    release = threading.Event()
+
+    def stuck(path: str, headers: dict[str, str]) -> Response:
+        if path == "/stuck":
+            release.wait(10)
+        return Response(200, b"fine", "text/plain")
+
+    server = BoundedHttpServer(("127.0.0.1", 0), stuck, handler_timeout=0.3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as error:
+            _get(server.server_address, "/stuck")
+        assert error.value.code == 503
+        error.value.close()
+        assert _get(server.server_address, "/other") == b"fine"
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()

@@ -132,3 +132,11 @@ def test_a_non_ascii_recipient_is_sent_with_smtputf8(smtp_server):
 def test_an_unknown_scheme_is_refused_without_connecting():
     with pytest.raises(InsecureTransport, match="smtp:// or smtps://"):
         send_mail(via("http://127.0.0.1:9/"), EMAIL)
+
+
+def test_the_same_notification_sent_again_has_the_same_message_id(smtp_server):
+    inbox, port = smtp_server()
+    for _ in range(2):
+        send_mail(via(f"smtp://127.0.0.1:{port}", tls="optional"), EMAIL)
+    ids = {e.content.split(b"Message-ID: ")[1].split(b"\r\n")[0] for e in inbox.envelopes}
+    assert len(inbox.envelopes) == 2 and len(ids) == 1

@@ -72,16 +72,22 @@ def test_logging_in_replaces_the_csrf_token_seen_before():
     assert not auth.csrf_ok({}, "")
 
 
-def test_email_addresses_are_masked_everywhere_in_a_value():
+def test_viewers_see_no_address_and_no_one_sees_a_secret_anywhere_in_a_value():
     @dataclasses.dataclass
     class Row:
         note: str
 
-    masked = auth.mask({"to": "reporter@example.com", "list": ["x a.b+c@mail.example.org y"],
-                        "row": Row("from Someone.Else@corp.example"), "n": 3})
+    value = {"to": "reporter@example.com", "list": ["x a.b+c@mail.example.org y"],
+             "row": Row("from Someone.Else@corp.example"), "n": 3,
+             "error": "OperationalError: postgresql://app:hunter22@db/jobs refused"}
 
-    assert masked == {"to": "r***@example.com", "list": ["x a***@mail.example.org y"],
-                      "row": {"note": "from S***@corp.example"}, "n": 3}
+    for_viewer, for_admin = auth.shown(value, "viewer"), auth.shown(value, "admin")
+
+    assert for_viewer == {"to": "r***@example.com", "list": ["x a***@mail.example.org y"],
+                          "row": {"note": "from S***@corp.example"}, "n": 3,
+                          "error": "OperationalError: postgresql://app:***@db/jobs refused"}
+    assert for_admin["to"] == "reporter@example.com"
+    assert "hunter22" not in str(for_admin)
 
 
 def test_send_options_accept_delay_priority_and_an_idempotency_key():
