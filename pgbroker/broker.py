@@ -44,6 +44,7 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from . import migrations
+from .acks import GroupAcker
 from .consumer import PostgresConsumer
 from .db import DISCONNECTS, Pool, transaction
 from .delivery import Delivery, current_delivery
@@ -121,6 +122,7 @@ class PostgresBroker(Broker):
         self.url = url
         self.schema = schema
         self.queries = queries(schema)
+        self._sql_text: dict[str, str] = {}
         self.enqueue_timeout = enqueue_timeout
         self.lease_timeout = lease_timeout
         self.poll_interval = poll_interval
@@ -144,6 +146,8 @@ class PostgresBroker(Broker):
             heartbeat_interval=heartbeat_interval,
             rescue_interval=rescue_interval,
         )
+        # Acks of all this process's threads, grouped into one statement each flush.
+        self.acker = GroupAcker(self._write_acks, release=self.inflight.discard)
         self.draining = False
         self._schema_lock = threading.Lock()
         self._owner_lock = threading.Lock()
@@ -212,6 +216,7 @@ class PostgresBroker(Broker):
         return queues
 
     def close(self) -> None:
+        self.flush_acks()
         self.leases.stop(all_users=True)
         self.listener.stop()
         self.pool.close()
@@ -469,11 +474,24 @@ class PostgresBroker(Broker):
 
     def complete(self, message: MessageProxy) -> None:
         delivery: Delivery = message.delivery
-        with self._finishing(delivery):
+        with self._finishing(delivery, release=False):
             # Before the ack: a retry it could not send re-queues the row instead.
             self._send_pending(delivery)
-            self.execute("ack", message_id=delivery.message_id,
-                         delivery_id=delivery.delivery_id)
+        # Written behind this thread, grouped with the other threads' acks; the
+        # delivery stays held (and leased) until its ack is committed, but its
+        # slot is free: the consumer may claim the next job meanwhile.
+        self.inflight.free_slot(delivery)
+        self.acker.ack(delivery)
+
+    def flush_acks(self) -> None:
+        """Write the acks still queued, waiting up to a lease for the database."""
+        if not self.acker.flush(self.lease_timeout):
+            logger.warning("%d acks not written before shutdown; their jobs will run again",
+                           self.acker.pending())
+
+    def _write_acks(self, deliveries: Sequence[Delivery]) -> None:
+        self.execute("ack_many", message_ids=[d.message_id for d in deliveries],
+                     delivery_ids=[d.delivery_id for d in deliveries])
 
     def dead_letter(self, message: MessageProxy) -> None:
         delivery: Delivery = message.delivery
@@ -493,8 +511,9 @@ class PostgresBroker(Broker):
             )
 
     @contextmanager
-    def _finishing(self, delivery: Delivery) -> Iterator[None]:
-        """Release the delivery once its ack or nack is written, or refused.
+    def _finishing(self, delivery: Delivery, *, release: bool = True) -> Iterator[None]:
+        """Release the delivery once its ack or nack is written, or refused
+        (without ``release``, only if refused: the ack flusher releases it).
 
         Not while the database is away: Dramatiq retries the ack until it
         answers, and meanwhile the heartbeat must keep renewing the lease, or
@@ -507,7 +526,8 @@ class PostgresBroker(Broker):
         except BaseException:
             self.inflight.discard(delivery)
             raise
-        self.inflight.discard(delivery)
+        if release:
+            self.inflight.discard(delivery)
 
     def reject(self, delivery: Delivery, reason: str) -> None:
         """Dead-letter a claimed row no worker may run, with ``reason`` as its error."""
@@ -554,7 +574,11 @@ class PostgresBroker(Broker):
     def _run(self, name: str, params: dict[str, Any], result: Callable[[Cursor], T]) -> T:
         self.ensure_schema()
         with self.pool.connection(self.enqueue_timeout) as conn, conn.cursor() as cur:
-            cur.execute(self.queries[name], params)
+            text = self._sql_text.get(name)
+            if text is None:
+                # Rendered once: composing the identifiers cost ~10 us a statement.
+                text = self._sql_text[name] = self.queries[name].as_string(conn)
+            cur.execute(text, params)
             return result(cur)
 
     # -- dramatiq's testing helpers ----------------------------------------

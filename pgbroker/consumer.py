@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+GATHER_SECONDS = 0.005
+
 
 class PostgresConsumer(Consumer):
     def __init__(
@@ -40,6 +42,11 @@ class PostgresConsumer(Consumer):
         # Messages this process may hold from the queue at once, running or
         # waiting for a thread: the job type's concurrency cap.
         self.limit = limit
+        # While this process still holds some of the queue's jobs, claim once
+        # half the limit is free, or GATHER_SECONDS after a slot freed: one
+        # claim (one WAL flush) per several jobs, not one per finished job.
+        self.batch = max(limit // 2, 1)
+        self.gather_until: float | None = None
         self.timeout = timeout_ms / 1000
         self.buffer: deque[MessageProxy] = deque()
         self.wakeup = broker.listener.event(broker.channel(queue_name))
@@ -64,7 +71,8 @@ class PostgresConsumer(Consumer):
             time.sleep(self.timeout)  # shutting down: claim nothing more
             return None
 
-        free = self.limit - self.broker.inflight.count(self.queue_name)
+        held = self.broker.inflight.count(self.queue_name)
+        free = self.limit - held
         if free <= 0:
             # At the cap: wait for a slot, not for news of work. Finishing a job
             # sets the wake-up, and the claim that follows finds what was sent.
@@ -73,6 +81,16 @@ class PostgresConsumer(Consumer):
                 self.wakeup.wait(self.timeout)
             return None
         now = time.monotonic()
+        if held and free < self.batch:
+            # Jobs still held, few slots free: let a few milliseconds gather more
+            # (each finished job sets the wake-up), then claim what is free.
+            if self.gather_until is None:
+                self.gather_until = now + GATHER_SECONDS
+            if now < self.gather_until:
+                self.wakeup.clear()
+                self.wakeup.wait(self.gather_until - now)
+                return None
+        self.gather_until = None
         if not self.wakeup.is_set() and now < self.next_claim:
             self.wakeup.wait(min(self.timeout, self.next_claim - now))
             return None

@@ -33,6 +33,8 @@ class Inflight:
     def __init__(self, on_release: Callable[[str], None]) -> None:
         self._deliveries: dict[str, Delivery] = {}
         self._counts: Counter[str] = Counter()
+        # Held deliveries whose job is over, waiting for their ack's flush.
+        self._slot_freed: set[str] = set()
         self._lock = threading.Lock()
         self._on_release = on_release
 
@@ -46,12 +48,26 @@ class Inflight:
     def discard(self, delivery: Delivery) -> None:
         with self._lock:
             found = self._deliveries.pop(delivery.delivery_id, None)
-            if found is not None:
+            freed = found is not None and found.delivery_id not in self._slot_freed
+            if freed:
                 self._counts[found.queue_name] -= 1
-        if found is not None:
+            self._slot_freed.discard(delivery.delivery_id)
+        if freed:
             self._on_release(found.queue_name)
 
+    def free_slot(self, delivery: Delivery) -> None:
+        """The job ran and its ack is queued: it no longer counts against its
+        queue's limit, but stays held (and leased) until :meth:`discard`."""
+        with self._lock:
+            if (delivery.delivery_id not in self._deliveries
+                    or delivery.delivery_id in self._slot_freed):
+                return
+            self._slot_freed.add(delivery.delivery_id)
+            self._counts[delivery.queue_name] -= 1
+        self._on_release(delivery.queue_name)
+
     def count(self, queue_name: str) -> int:
+        """Deliveries of ``queue_name`` running or waiting for a thread."""
         with self._lock:
             return self._counts[queue_name]
 

@@ -84,6 +84,8 @@ class WorkerLifecycle(Middleware):
         """
         if worker in broker.workers:
             broker.workers.remove(worker)
+        # Before the heartbeat stops: an ack not yet written keeps its lease.
+        broker.flush_acks()
         broker.leases.stop()
 
     def before_process_message(self, broker: PostgresBroker, message: Any) -> None:

@@ -182,6 +182,20 @@ WHERE message_id = %(message_id)s
   AND delivery_id = %(delivery_id)s
   AND "state" = 'consumed';
 
+-- ack_many --
+-- The ack above for many deliveries in one statement (group commit, see
+-- acks.py): one WAL flush for every job the worker finished meanwhile.
+UPDATE {schema}."queue" AS q
+SET "state" = 'done',
+    finished_at = now(),
+    mtime = now(),
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM unnest(%(message_ids)s::uuid[], %(delivery_ids)s::uuid[]) AS a(message_id, delivery_id)
+WHERE q.message_id = a.message_id
+  AND q.delivery_id = a.delivery_id
+  AND q."state" = 'consumed';
+
 -- nack --
 -- Dead-letter a message this delivery holds, keeping the final message (its
 -- options carry dramatiq's traceback) and the error.
