@@ -101,6 +101,7 @@ class Metrics(Middleware):
         self.serve = serve
         self.started: dict[str, float] = {}
         self.metrics: dict[str, Any] = {}
+        self.children: dict[tuple[str, str, str], Any] = {}
 
     @property
     def forks(self) -> list:
@@ -116,6 +117,7 @@ class Metrics(Middleware):
         def counter(name: str, doc: str) -> Any:
             return prom.Counter(name, doc, labels, registry=registry)
 
+        self.children = {}
         self.metrics = {
             "messages": counter("dramatiq_messages_total", "Messages processed."),
             "errors": counter("dramatiq_message_errors_total", "Messages that raised."),
@@ -147,26 +149,35 @@ class Metrics(Middleware):
 
     def before_process_message(self, broker, message) -> None:
         if self.metrics:
-            self.metrics["inprogress"].labels(message.queue_name, message.actor_name).inc()
+            self._child("inprogress", message).inc()
             self.started[message.message_id] = time.monotonic()
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         if not self.metrics:
             return
-        labels = (message.queue_name, message.actor_name)
         started = self.started.pop(message.message_id, None)
         if started is not None:
-            self.metrics["duration"].labels(*labels).observe((time.monotonic() - started) * 1000)
-            self.metrics["inprogress"].labels(*labels).dec()
-        self.metrics["messages"].labels(*labels).inc()
+            self._child("duration", message).observe((time.monotonic() - started) * 1000)
+            self._child("inprogress", message).dec()
+        self._child("messages", message).inc()
         if exception is not None:
-            self.metrics["errors"].labels(*labels).inc()
+            self._child("errors", message).inc()
 
     # A message skipped by middleware (AgeLimit's, past its max_age) still counts as processed.
     after_skip_message = after_process_message
 
     def _inc(self, name: str, message) -> None:
-        self.metrics[name].labels(message.queue_name, message.actor_name).inc()
+        self._child(name, message).inc()
+
+    def _child(self, name: str, message) -> Any:
+        # labels() takes a lock and hashes its arguments on every call; the
+        # children of a (queue, actor) pair are kept instead (few pairs exist).
+        key = (name, message.queue_name, message.actor_name)
+        child = self.children.get(key)
+        if child is None:
+            child = self.children[key] = self.metrics[name].labels(
+                message.queue_name, message.actor_name)
+        return child
 
 
 def serve_forever() -> int:

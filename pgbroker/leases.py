@@ -50,10 +50,10 @@ class Inflight:
             found = self._deliveries.pop(delivery.delivery_id, None)
             freed = found is not None and found.delivery_id not in self._slot_freed
             if freed:
-                self._counts[found.queue_name] -= 1
+                self._counts[delivery.queue_name] -= 1
             self._slot_freed.discard(delivery.delivery_id)
         if freed:
-            self._on_release(found.queue_name)
+            self._on_release(delivery.queue_name)
 
     def free_slot(self, delivery: Delivery) -> None:
         """The job ran and its ack is queued: it no longer counts against its
