@@ -115,16 +115,18 @@ def env_for(url: str, kind: str) -> dict[str, str]:
             "BENCH_BROKER": kind, "PYTHONPATH": str(ROOT)}
 
 
-def start_worker(url: str, kind: str, threads: int = 8) -> subprocess.Popen:
+def start_worker(url: str, kind: str, threads: int = 8, processes: int = 1) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dramatiq", "bench.workers", "--processes", "1",
+        [sys.executable, "-m", "dramatiq", "bench.workers", "--processes", str(processes),
          "--threads", str(threads)],
         cwd=ROOT, env=env_for(url, kind), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True,  # its own group: stopped as one, children included
     )
     assert proc.stdout is not None
+    ready = 0
     for line in proc.stdout:
-        if "is ready for action" in line:
+        ready += "is ready for action" in line
+        if ready == processes:
             return proc
     raise RuntimeError(f"{kind} worker did not start")
 
@@ -149,12 +151,12 @@ def worker_rss_mb(proc: subprocess.Popen) -> float:
         return 0.0
 
 
-def measure_drain(url: str, kind: str, count: int, budget: float) -> Drain:
+def measure_drain(url: str, kind: str, count: int, budget: float, processes: int = 1) -> Drain:
     reset_schema(url, kind)
     fill(url, kind, count)
     count_done = sql.SQL("SELECT count(*) FROM {}.queue WHERE state = 'done'").format(
         sql.Identifier(SCHEMAS[kind]))
-    proc = start_worker(url, kind)
+    proc = start_worker(url, kind, processes=processes)
     started = time.monotonic()
     peak, done, last_progress, last_done = 0.0, 0, started, -1
     try:
