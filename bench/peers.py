@@ -160,10 +160,10 @@ def run_once(url: str, system: str, run: Run, *, drain: int, single: int, batch:
     else:
         kind = "plain" if system == "dramatiq-pg" else "ours"
         processes = 2 if system == "ours-2" else 1
-        one, many = broker_bench.measure_enqueue(url, kind, single, batch)
-        run.single.append(one)
-        if many is not None:
-            run.batch.append(many)
+        single_rate, batch_rate = broker_bench.measure_enqueue(url, kind, single, batch)
+        run.single.append(single_rate)
+        if batch_rate is not None:
+            run.batch.append(batch_rate)
         result = broker_bench.measure_drain(url, kind, drain, budget=120.0, processes=processes)
         run.drain.append(result.rate)
         run.rss.append(result.peak_rss_mb)
