@@ -5,86 +5,17 @@
 -- consumed (running, leased to a worker), done, rejected (dead letter).
 
 -- enqueue --
--- Insert messages (VALUES filled by execute_values), or re-queue an existing id:
--- that is how dramatiq's Retries middleware sends a failed message back. Each
--- row names the delivery that sends it (fence_message, fence_delivery; NULL
--- outside a job): a delivery whose message was taken by another delivery
--- writes nothing, and only the delivery holding a running message re-queues it.
--- Returns how many rows were written.
-WITH incoming (message_id, queue_name, message, message_bytes, priority, available_at,
-               last_error, fence_message, fence_delivery) AS (
-    VALUES %s
-),
-allowed AS (
-    SELECT i.*
-    FROM incoming AS i
-    WHERE i.fence_delivery IS NULL
-       OR NOT EXISTS (SELECT 1 FROM {schema}."queue" AS held
-                      WHERE held.message_id = i.fence_message
-                        AND held.delivery_id IS DISTINCT FROM i.fence_delivery)
-),
-enqueued AS (
-    INSERT INTO {schema}."queue" AS q
-        (message_id, queue_name, "state", message, message_bytes, priority, available_at,
-         last_error, delivery_id)
-    SELECT message_id, queue_name, 'queued', message, message_bytes, priority, available_at,
-           last_error,
-           -- A retry carries its delivery, so the conflict below can check it.
-           CASE WHEN fence_message = message_id THEN fence_delivery END
-    FROM allowed
-    ON CONFLICT (message_id) DO UPDATE
-    SET "state" = 'queued',
-        queue_name = EXCLUDED.queue_name,
-        message = EXCLUDED.message,
-        message_bytes = EXCLUDED.message_bytes,
-        priority = EXCLUDED.priority,
-        available_at = EXCLUDED.available_at,
-        last_error = coalesce(EXCLUDED.last_error, q.last_error),
-        lease_owner = NULL,
-        lease_expires_at = NULL,
-        mtime = now()
-    -- A running message is re-queued only by the delivery that holds it (a
-    -- retry); a plain re-send never re-queues a job while it runs. A job an
-    -- operator cancelled stays cancelled (its retry included).
-    WHERE (EXCLUDED.delivery_id IS NULL AND q."state" NOT IN ('consumed', 'cancelled'))
-       OR (q."state" = 'consumed' AND q.delivery_id = EXCLUDED.delivery_id)
-    RETURNING q.queue_name
-),
--- One wake-up per queue, delayed messages included: a consumer that hears it
--- reads the queue's next due time and sleeps until then. PostgreSQL also
--- folds identical notifications of one transaction into one.
-woken AS (
-    SELECT pg_notify({channel_prefix} || queue_name, '')
-    FROM (SELECT DISTINCT queue_name FROM enqueued) AS due
-)
-SELECT (SELECT count(*) FROM enqueued), (SELECT count(*) FROM woken);
+-- Store one message, or re-queue a stored one (a retry): enqueue_one() of
+-- 0018_enqueue_functions.sql, fenced by the sending delivery (NULL outside a
+-- job). Returns how many were written: 0 or 1.
+SELECT {schema}.enqueue_one(%s::uuid, %s::text, %s::jsonb, %s::bytea, %s::smallint,
+                            %s::integer, %s::text, %s::uuid, %s::uuid);
 
 -- enqueue_batch --
--- Insert new messages in bulk (send_many), fenced like enqueue. No upsert:
--- skipping its conflict check makes batches about a tenth faster, and an id
--- that is already stored fails the whole statement instead of re-queueing it.
-WITH incoming (message_id, queue_name, message, message_bytes, priority, available_at,
-               last_error, fence_message, fence_delivery) AS (
-    VALUES %s
-),
-enqueued AS (
-    INSERT INTO {schema}."queue" AS q
-        (message_id, queue_name, "state", message, message_bytes, priority, available_at,
-         last_error)
-    SELECT i.message_id, i.queue_name, 'queued', i.message, i.message_bytes, i.priority,
-           i.available_at, i.last_error
-    FROM incoming AS i
-    WHERE i.fence_delivery IS NULL
-       OR NOT EXISTS (SELECT 1 FROM {schema}."queue" AS held
-                      WHERE held.message_id = i.fence_message
-                        AND held.delivery_id IS DISTINCT FROM i.fence_delivery)
-    RETURNING q.queue_name
-),
-woken AS (
-    SELECT pg_notify({channel_prefix} || queue_name, '')
-    FROM (SELECT DISTINCT queue_name FROM enqueued) AS due
-)
-SELECT (SELECT count(*) FROM enqueued), (SELECT count(*) FROM woken);
+-- Store new messages in bulk (send_many), one array a column: enqueue_many().
+-- Returns how many were written.
+SELECT {schema}.enqueue_many(%s::uuid[], %s::text[], %s::jsonb[], %s::bytea[],
+                             %s::smallint[], %s::integer[], %s::text[], %s::uuid, %s::uuid);
 
 -- enqueue_singleton --
 -- Insert one message unless a job with its singleton key is live on the queue,
