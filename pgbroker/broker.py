@@ -23,6 +23,7 @@ replaces what dramatiq-pg 0.12 was seen to get wrong (see
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import socket
@@ -45,6 +46,7 @@ from psycopg2.extensions import cursor as Cursor
 
 from . import migrations
 from .acks import GroupAcker
+from .bulk import copy_text
 from .consumer import PostgresConsumer
 from .db import DISCONNECTS, Pool, transaction
 from .delivery import Delivery, current_delivery
@@ -370,6 +372,8 @@ class PostgresBroker(Broker):
                 # One message may be a retry of a stored one (an upsert).
                 cur.execute(self._text("enqueue", cur.connection), (*rows[0], *fence))
                 return cur.fetchone()[0]
+            if not delay:
+                return self._copy(cur, rows, fence)
             written = 0
             query = self._text("enqueue_batch", cur.connection)
             for start in range(0, len(rows), ENQUEUE_PAGE_SIZE):
@@ -380,7 +384,7 @@ class PostgresBroker(Broker):
             return written
 
         what = f"{len(rows)} message(s) to {sorted({m.queue_name for m in messages})}"
-        written = self._produce(what, insert, connection, atomic=len(rows) > ENQUEUE_PAGE_SIZE)
+        written = self._produce(what, insert, connection, atomic=len(rows) > 1)
         if sender is None:
             return
         if written < len(rows):
@@ -389,6 +393,24 @@ class PostgresBroker(Broker):
                            what, sender.delivery_id, sender.message_id)
         elif any(message.message_id == sender.message_id for message in messages):
             sender.requeued = True  # its retry: the next attempt is a new delivery
+
+    def _copy(self, cur: Cursor, rows: list[tuple], fence: tuple) -> int:
+        """Store new messages due now with COPY (see ``enqueue_copy``), fenced
+        like ``enqueue_many()``, in the transaction of ``cur``. Returns how
+        many were written."""
+        conn = cur.connection
+        if fence[1] is not None:
+            cur.execute(self._text("enqueue_fence_lost", conn), fence)
+            if cur.fetchone()[0]:
+                return 0
+        copy = self._text("enqueue_copy", conn)
+        for start in range(0, len(rows), ENQUEUE_PAGE_SIZE):
+            page = rows[start:start + ENQUEUE_PAGE_SIZE]
+            text = copy_text((message_id, queue_name, "queued", message, data, priority, error)
+                             for message_id, queue_name, message, data, priority, _, error in page)
+            cur.copy_expert(copy, io.StringIO(text))
+        cur.execute(self._text("enqueue_wake", conn), (sorted({row[1] for row in rows}),))
+        return len(rows)
 
     def _send_pending(self, delivery: Delivery) -> None:
         """Send what the delivery's job could not while the database was away.

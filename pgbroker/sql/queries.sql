@@ -17,6 +17,26 @@ SELECT {schema}.enqueue_one(%s::uuid, %s::text, %s::jsonb, %s::bytea, %s::smalli
 SELECT {schema}.enqueue_many(%s::uuid[], %s::text[], %s::jsonb[], %s::bytea[],
                              %s::smallint[], %s::integer[], %s::text[], %s::uuid, %s::uuid);
 
+-- enqueue_copy --
+-- Store new messages due now in bulk (send_many without a delay): COPY, about
+-- twice as fast as enqueue_many() for the server, in the caller's transaction
+-- with enqueue_fence_lost before it and enqueue_wake after it. Rows are
+-- pgbroker/bulk.py's. An id that is already stored fails the whole COPY.
+COPY {schema}."queue" (message_id, queue_name, "state", message, message_bytes, priority,
+                       last_error)
+FROM STDIN;
+
+-- enqueue_fence_lost --
+-- Whether another delivery holds the message of the delivery that sends
+-- (enqueue_one()'s fence, for enqueue_copy).
+SELECT EXISTS (SELECT FROM {schema}."queue"
+               WHERE message_id = %s::uuid AND delivery_id IS DISTINCT FROM %s::uuid);
+
+-- enqueue_wake --
+-- Wake the consumers of these queues (after enqueue_copy, delivered at commit).
+SELECT count(pg_notify({channel_prefix} || queue_name, ''))
+FROM unnest(%s::text[]) AS queue_name;
+
 -- enqueue_singleton --
 -- Insert one message unless a job with its singleton key is live on the queue,
 -- or was sent in the same slot; returns its id if it was inserted.

@@ -107,6 +107,56 @@ def test_a_delivery_that_lost_its_message_writes_nothing(own_broker, broker):
                               message_bytes=None, last_error="late") == 0
 
 
+def test_a_delivery_that_lost_its_message_sends_no_batch(own_broker):
+    """Both bulk paths (COPY for messages due now, enqueue_many() for delayed
+    ones) are fenced like a single send."""
+    sent = own_broker.enqueue(message())
+    cut_off = claim_one(own_broker)
+    query('UPDATE {schema}."queue" SET state = \'queued\', delivery_id = NULL '
+          "WHERE message_id = %s", sent.message_id)
+    claim_one(own_broker)
+
+    cut_off.start()
+    try:
+        own_broker.enqueue_many([message(), message()])
+        own_broker.enqueue_many([message(), message()], delay=60_000)
+    finally:
+        cut_off.finish()
+
+    assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 1
+
+
+def test_a_job_that_holds_its_message_sends_its_batches(own_broker):
+    own_broker.enqueue(message())
+    running = claim_one(own_broker)
+
+    running.start()
+    try:
+        own_broker.enqueue_many([message(), message()])
+        own_broker.enqueue_many([message(), message()], delay=60_000)
+    finally:
+        running.finish()
+
+    assert query('SELECT count(*) FROM {schema}."queue" WHERE state = \'queued\'')[0][0] == 4
+
+
+@pytest.mark.parametrize("delay", [None, 60_000], ids=["due now (COPY)", "delayed"])
+def test_a_batch_stores_each_message_exactly_as_sent(own_broker, delay):
+    awkward = ["tab\there", "line\nbreak", "carriage\rreturn", "back\\slash \\N",
+               'quote " and \\"', "unicode \u00e9\u4e2d\U0001f600", "\\x00ff"]
+    sent = [message(note=text) for text in awkward]
+
+    own_broker.enqueue_many(sent, delay=delay)
+
+    rows = dict(query('SELECT message_id::text, message::text FROM {schema}."queue" '
+                      "WHERE (available_at > now() + interval '50 seconds') = %s",
+                      delay is not None))
+    assert len(rows) == len(sent)
+    for original in sent:
+        stored = Message.decode(rows[original.message_id].encode())
+        assert stored.options["note"] == original.options["note"]
+
+
 def test_the_heartbeat_names_each_delivery_to_stop_and_why(own_broker):
     for _ in range(3):
         own_broker.enqueue(message())
