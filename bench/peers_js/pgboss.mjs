@@ -3,7 +3,7 @@
 //
 //   node pgboss.mjs ADMIN_URL setup|version|drop
 //   node pgboss.mjs ADMIN_URL enqueue SINGLE BATCH
-//   node pgboss.mjs ADMIN_URL fill COUNT
+//   node pgboss.mjs ADMIN_URL fill COUNT [analyze]
 //   node pgboss.mjs ADMIN_URL worker [EXPECT]     # until SIGTERM
 //   node pgboss.mjs ADMIN_URL pickup SAMPLES
 //
@@ -122,7 +122,7 @@ async function enqueue (adminUrl, single, batch) {
   say('enqueue', one, many)
 }
 
-async function fill (adminUrl, count) {
+async function fill (adminUrl, count, analyze) {
   await setup(adminUrl)
   const b = producer(adminUrl)
   await b.start()
@@ -132,6 +132,11 @@ async function fill (adminUrl, count) {
     await b.insert(QUEUE, jobs)
   }
   await b.stop({ graceful: false })
+  if (analyze) {
+    const c = await client(adminUrl)
+    await c.query('ANALYZE')
+    await c.end()
+  }
   say('filled', count)
 }
 
@@ -225,7 +230,7 @@ async function main () {
   } else if (command === 'enqueue') {
     await enqueue(adminUrl, Number(rest[0]), Number(rest[1]))
   } else if (command === 'fill') {
-    await fill(adminUrl, Number(rest[0]))
+    await fill(adminUrl, Number(rest[0]), rest[1] === 'analyze')
   } else if (command === 'worker') {
     await worker(adminUrl, Number(rest[0] || 0))
   } else if (command === 'pickup') {

@@ -2,7 +2,7 @@
 
     python pgqueuer_bench.py ADMIN_URL setup|version|drop
     python pgqueuer_bench.py ADMIN_URL enqueue SINGLE BATCH
-    python pgqueuer_bench.py ADMIN_URL fill COUNT
+    python pgqueuer_bench.py ADMIN_URL fill COUNT [analyze]
     python pgqueuer_bench.py ADMIN_URL worker [EXPECT]     # until SIGTERM
     python pgqueuer_bench.py ADMIN_URL pickup SAMPLES
 
@@ -79,13 +79,15 @@ async def enqueue(admin_url: str, single: int, batch: int) -> None:
     say("enqueue", one, many)
 
 
-async def fill(admin_url: str, count: int) -> None:
+async def fill(admin_url: str, count: int, analyze: bool) -> None:
     url = await setup(admin_url)
     conn = await asyncpg.connect(url)
     queries = Queries(AsyncpgDriver(conn))
     for start in range(0, count, 1000):
         size = min(1000, count - start)
         await queries.enqueue(["noop"] * size, [dumps({"i": i}) for i in range(size)], [0] * size)
+    if analyze:
+        await conn.execute("ANALYZE")
     await conn.close()
     say("filled", count)
 
@@ -159,7 +161,7 @@ def main() -> None:
     elif command == "enqueue":
         uvloop.run(enqueue(admin_url, int(rest[0]), int(rest[1])))
     elif command == "fill":
-        uvloop.run(fill(admin_url, int(rest[0])))
+        uvloop.run(fill(admin_url, int(rest[0]), rest[1:] == ["analyze"]))
     elif command == "worker":
         uvloop.run(worker(admin_url, int(rest[0]) if rest else 0))
     elif command == "pickup":
