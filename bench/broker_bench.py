@@ -151,9 +151,12 @@ def worker_rss_mb(proc: subprocess.Popen) -> float:
         return 0.0
 
 
-def measure_drain(url: str, kind: str, count: int, budget: float, processes: int = 1) -> Drain:
+def measure_drain(url: str, kind: str, count: int, budget: float, processes: int = 1,
+                  analyze: bool = False) -> Drain:
     reset_schema(url, kind)
     fill(url, kind, count)
+    if analyze:  # planner statistics of the full queue, as autovacuum would take
+        execute(url, sql.SQL("ANALYZE {}.queue").format(sql.Identifier(SCHEMAS[kind])))
     count_done = sql.SQL("SELECT count(*) FROM {}.queue WHERE state = 'done'").format(
         sql.Identifier(SCHEMAS[kind]))
     proc = start_worker(url, kind, processes=processes)
