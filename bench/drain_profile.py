@@ -1,0 +1,101 @@
+"""Where a drained job's cost goes: WAL, commits and CPU per job, server and workers.
+
+    .venv/bin/python -m bench.drain_profile                  # 2 processes x 8 threads
+    .venv/bin/python -m bench.drain_profile --processes 1 --jobs 50000
+    .venv/bin/python -m bench.drain_profile --without-dashboard-indexes
+
+Queues ``--jobs`` no-op jobs on a fresh ``pgserver`` cluster (initdb defaults),
+drains them with this project's worker (the production middleware stack), and
+prints, per job: WAL records, WAL bytes and WAL flushes (``pg_stat_wal``),
+commits (``pg_stat_database``), and the CPU time of the server's processes and
+of the worker's. ``--without-dashboard-indexes`` drops the dashboard's three
+``enqueued_at`` indexes first, to show what they cost. Backends report their
+WAL counters about once a second, so a backlog drained in under a few seconds
+undercounts; the rate is right at any size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from bench import broker_bench
+
+DASHBOARD_INDEXES = ["queue_enqueued_idx", "queue_queue_enqueued_idx",
+                     "queue_state_enqueued_idx"]
+COUNTERS = """
+SELECT wal_records, wal_bytes, wal_sync,
+       (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())
+FROM pg_stat_wal
+"""
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--without-dashboard-indexes", action="store_true")
+    args = parser.parse_args()
+
+    import pgserver
+
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as data:
+        server = pgserver.get_server(Path(data), cleanup_mode="stop")
+        try:
+            url = server.get_uri()
+            broker_bench.reset_schema(url, "ours")
+            if args.without_dashboard_indexes:
+                for index in DASHBOARD_INDEXES:
+                    broker_bench.execute(url, f"DROP INDEX {broker_bench.SCHEMAS['ours']}.{index}")
+            broker_bench.fill(url, "ours", args.jobs)
+            (backend,) = broker_bench.execute(url, "SELECT pg_backend_pid()")[0]
+            postmaster = psutil.Process(backend).parent()
+            assert postmaster is not None
+            # The server's counters from before the worker starts: a small backlog
+            # is drained before start_worker returns. The worker's CPU counts from
+            # its ready line, so its imports are left out.
+            before = broker_bench.execute(url, COUNTERS)[0]
+            server_cpu = cpu_seconds(postmaster)
+            worker = broker_bench.start_worker(url, "ours", processes=args.processes)
+            try:
+                worker_cpu = cpu_seconds(psutil.Process(worker.pid))
+                done = (f"SELECT count(*) FROM {broker_bench.SCHEMAS['ours']}.queue "
+                        "WHERE state = 'done'")
+                while broker_bench.execute(url, done)[0][0] < args.jobs:
+                    time.sleep(0.2)
+                server_cpu = cpu_seconds(postmaster) - server_cpu
+                worker_cpu = cpu_seconds(psutil.Process(worker.pid)) - worker_cpu
+                after = broker_bench.execute(url, COUNTERS)[0]
+            finally:
+                broker_bench.stop_worker(worker)
+            rate = args.jobs / broker_bench.processing_window(url, "ours")
+        finally:
+            server.cleanup()
+    records, wal_bytes, flushes, commits = (
+        (a - b) / args.jobs for a, b in zip(after, before, strict=True))
+    print(f"{args.processes} process(es) x 8 threads, {args.jobs:,} jobs"
+          f"{', without the dashboard indexes' if args.without_dashboard_indexes else ''}: "
+          f"{rate:,.0f} jobs/s")
+    print(f"per job: {records:.1f} WAL records, {wal_bytes:,.0f} WAL bytes, "
+          f"{flushes:.3f} WAL flushes, {commits:.3f} commits, "
+          f"server CPU {server_cpu / args.jobs * 1e6:.0f} us, "
+          f"worker CPU {worker_cpu / args.jobs * 1e6:.0f} us")
+
+
+if __name__ == "__main__":
+    main()
