@@ -104,8 +104,10 @@ def test_the_domain_and_the_broker_import_nothing_of_the_actors():
             if unit_of(m) in ("pgbroker", "pipeline", "middleware") and "actors" in targets] == []
 
 
-# Modules that need a run's environment to import (the benchmark's worker module).
-NEEDS_ENVIRONMENT = {"bench.workers"}
+# Modules that need a run's environment to import: the benchmark's worker module,
+# and the peers' drivers, which run in the peers' own virtualenv (bench/peers.py
+# makes it), never in the project's.
+NEEDS_ENVIRONMENT = {"bench.workers"} | {m for m in GRAPH if m.startswith("bench.peers_py.")}
 
 
 @pytest.mark.parametrize("module", sorted(set(GRAPH) - NEEDS_ENVIRONMENT))
