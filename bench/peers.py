@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.peers                  # everything, median of 3 (~15 min)
     .venv/bin/python -m bench.peers --repeats 1 --only ours-1,floor
     .venv/bin/python -m bench.peers --repeats 1 --only pgqueuer,procrastinate,pgboss,floor
+    .venv/bin/python -m bench.peers --repeats 1 --only floor,floor-psycopg3
 
 The server is a fresh ``pgserver`` cluster (initdb defaults) in a temporary
 directory, stopped and deleted at the end; nothing else runs on it. Systems:
@@ -22,7 +23,13 @@ directory, stopped and deleted at the end; nothing else runs on it. Systems:
   ``notify``), which 12.x has: without it a job sent to an idle worker waits for
   the next poll (``BENCH_PGBOSS_NOTIFY=0`` measures that);
 * ``floor``: ``bench/floor.py``, the least a Python queue on psycopg2 does
-  (claim one row and delete it, 8 threads, LISTEN), the floor the others stand on.
+  (claim one row and delete it, 8 threads, LISTEN), the floor the others stand on;
+* ``floor-psycopg3``: the same queue on psycopg 3 (``bench/peers_py/
+  floor_psycopg3_bench.py``, run by the peers' virtualenv like the Python peers):
+  its sync API, 8 threads with an autocommit connection each, psycopg's defaults
+  (server-side binding, prepared after 5 executions), LISTEN by its
+  ``notifies()``; enqueue is one statement a job (the INSERT in a CTE whose
+  SELECT calls ``pg_notify``, as the extended protocol takes one statement).
 
 The same measures for each: enqueue one by one (a job per statement, as a web
 request sends one) and in batches of 1,000, drain of 20,000 queued no-op jobs
@@ -52,10 +59,11 @@ that this module runs as a subprocess with the cluster's URL and a command
 ``version``) and whose stdout it reads (the protocol is in
 ``bench/peers_py/peer_common.py``). Each peer has a database of its own on the
 cluster, made fresh and dropped by its script. The drain's 20,000 jobs are
-queued by the peer's batch API before its worker starts, and the window is the
-peer's own record (pgqueuer's log, procrastinate's events, pg-boss's
-``started_on``/``completed_on``); the worker process whose RSS is measured is
-the peer's (for pg-boss, node itself). Pickup is 200 jobs sent one at a time,
+queued by the peer's batch API (the floors: one ``generate_series`` INSERT)
+before its worker starts, and the window is the peer's own record (pgqueuer's
+log, procrastinate's events, pg-boss's ``started_on``/``completed_on``, the
+psycopg 3 floor's own clock, as ``bench/floor.py``'s); the worker process whose
+RSS is measured is the peer's (for pg-boss, node itself). Pickup is 200 jobs sent one at a time,
 from just before the peer's send to the handler's first line. A peer whose
 runtime cannot be installed (no network, no npm) is named in its row as not
 installed and the others go on; their versions in the table are read at run time.
@@ -88,7 +96,8 @@ from bench import broker_bench, floor
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SYSTEMS = ["ours-1", "ours-2", "dramatiq-pg", "pgqueuer", "procrastinate", "pgboss", "floor"]
+SYSTEMS = ["ours-1", "ours-2", "dramatiq-pg", "pgqueuer", "procrastinate", "pgboss", "floor",
+           "floor-psycopg3"]
 LABELS = {
     "ours-1": "**this project**, 1 process x 8 threads",
     "ours-2": "this project, 2 processes x 8 threads",
@@ -98,6 +107,7 @@ LABELS = {
     "procrastinate": "procrastinate {version} (concurrency 8)",
     "pgboss": "pg-boss {version} (batch 10, burst, LISTEN/NOTIFY, 8 workers; Node {node})",
     "floor": "Python floor (psycopg2, claim 1 + delete, LISTEN, 8 threads)",
+    "floor-psycopg3": "Python floor (psycopg {version}, claim 1 + delete, LISTEN, 8 threads)",
 }
 # The peers' own runtimes, made on first use and reused after: never the project's.
 PEERS_HOME = ROOT / ".bench-peers"
@@ -109,6 +119,7 @@ PEER_SCRIPTS = {
     "pgqueuer": PEERS_PY / "pgqueuer_bench.py",
     "procrastinate": PEERS_PY / "procrastinate_bench.py",
     "pgboss": PEERS_JS / "pgboss.mjs",
+    "floor-psycopg3": PEERS_PY / "floor_psycopg3_bench.py",
 }
 NODE_AT_LEAST = (22, 12)  # pg-boss 12's engines
 
@@ -209,7 +220,7 @@ def floor_pickup(url: str, samples: int) -> list[float]:
         floor_stop(proc)
 
 
-# -- the peers: pgqueuer, procrastinate, pg-boss -------------------------------
+# -- the peers: pgqueuer, procrastinate, pg-boss, the psycopg 3 floor -----------
 
 class PeerUnavailable(Exception):
     """A peer's runtime could not be installed (no network, no npm, ...)."""
