@@ -1,6 +1,6 @@
 """This project beside its peers, in one run, on one PostgreSQL it starts itself.
 
-    .venv/bin/python -m bench.peers                  # everything, median of 3 (~15 min)
+    .venv/bin/python -m bench.peers                  # everything, median of 3 (~8 min)
     .venv/bin/python -m bench.peers --repeats 1 --only ours-1,floor
     .venv/bin/python -m bench.peers --repeats 1 --only pgqueuer,procrastinate,pgboss,floor
     .venv/bin/python -m bench.peers --repeats 1 --only floor,floor-psycopg3
