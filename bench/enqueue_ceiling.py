@@ -1,0 +1,107 @@
+"""How close one-by-one sends come to what the queue table allows.
+
+    .venv/bin/python -m bench.enqueue_ceiling [--sends 2000] [--repeats 3]
+
+On a fresh ``pgserver`` cluster (initdb defaults), one connection, one job a
+statement, each autocommitted, the median of ``--repeats`` rounds, every step in
+each round:
+
+* ``send()``: Dramatiq's ``actor.send`` on this project's broker;
+* ``enqueue_one()``: the function ``send()`` calls, called with psycopg2 alone;
+* a bare ``INSERT`` with a NOTIFY into the queue table, with all its indexes;
+* the same into a copy of the table with only its primary key;
+* the Python floor's ``INSERT`` with a NOTIFY (``bench/floor.py``).
+
+Each rate is printed with its share of the one below it, and of the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg2
+
+from bench import broker_bench, floor
+
+SCHEMA = broker_bench.SCHEMAS["ours"]
+MESSAGE = json.dumps({"queue_name": "bench", "actor_name": "noop", "args": [1], "kwargs": {},
+                      "options": {}, "message_id": "x", "message_timestamp": 1})
+ENQUEUE_ONE = (f"SELECT {SCHEMA}.enqueue_one(%s::uuid, %s::text, %s::jsonb, %s::bytea, "
+               "%s::smallint, %s::integer, %s::text, %s::uuid, %s::uuid)")
+BARE_INSERT = ("INSERT INTO {table} (message_id, queue_name, state, message) "
+               "VALUES (%s, 'bench', 'queued', %s); NOTIFY bench_ceiling")
+
+
+def rate(step: Callable[[], object], sends: int) -> float:
+    for _ in range(100):  # warm: plans cached, pages in memory
+        step()
+    started = time.perf_counter()
+    for _ in range(sends):
+        step()
+    return sends / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sends", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import pgserver
+
+    with tempfile.TemporaryDirectory(prefix="bench-ceiling-") as data:
+        server = pgserver.get_server(Path(data), cleanup_mode="stop")
+        try:
+            url = server.get_uri()
+            broker_bench.reset_schema(url, "ours")
+            floor.setup(url)
+            broker_bench.execute(url, f"CREATE TABLE {SCHEMA}.queue_pkey_only "
+                                 f"(LIKE {SCHEMA}.queue INCLUDING DEFAULTS)")
+            broker_bench.execute(url, f"ALTER TABLE {SCHEMA}.queue_pkey_only "
+                                 "ADD PRIMARY KEY (message_id)")
+            os.environ.update(broker_bench.env_for(url, "ours"))
+            import bench.workers as workers
+
+            conn = psycopg2.connect(url)
+            conn.autocommit = True
+            cur = conn.cursor()
+            steps: dict[str, Callable[[], object]] = {
+                "send()": lambda: workers.noop.send(1),
+                "enqueue_one()": lambda: cur.execute(ENQUEUE_ONE, (
+                    str(uuid.uuid4()), "bench", MESSAGE, None, 0, 0, None, None, None)),
+                "bare INSERT, all indexes": lambda: cur.execute(
+                    BARE_INSERT.format(table=f"{SCHEMA}.queue"), (str(uuid.uuid4()), MESSAGE)),
+                "bare INSERT, primary key only": lambda: cur.execute(
+                    BARE_INSERT.format(table=f"{SCHEMA}.queue_pkey_only"),
+                    (str(uuid.uuid4()), MESSAGE)),
+                "floor INSERT": lambda: cur.execute(floor.ENQUEUE, (MESSAGE,)),
+            }
+            rates: dict[str, list[float]] = {name: [] for name in steps}
+            for _ in range(args.repeats):
+                for name, step in steps.items():
+                    rates[name].append(rate(step, args.sends))
+            conn.close()
+            workers.BROKER.close()
+        finally:
+            server.cleanup()
+
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    names = list(medians)
+    print(f"{'step':<32} {'sends/s':>8} {'of the next':>12} {'of the floor':>13}")
+    for index, name in enumerate(names):
+        following = (f"{medians[name] / medians[names[index + 1]]:.0%}"
+                     if index + 1 < len(names) else "")
+        print(f"{name:<32} {medians[name]:>8,.0f} {following:>12} "
+              f"{medians[name] / medians['floor INSERT']:>13.0%}")
+
+
+if __name__ == "__main__":
+    main()
