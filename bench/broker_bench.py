@@ -22,7 +22,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +69,20 @@ def database_url() -> str:
         import pgserver
 
         return pgserver.get_server(ROOT / ".pgdata", cleanup_mode="stop").get_uri()
+
+
+@contextmanager
+def fresh_server(prefix: str) -> Iterator[str]:
+    """The URL of a new ``pgserver`` cluster (initdb defaults) in a temporary
+    directory, stopped and deleted when the block ends."""
+    import pgserver
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as data:
+        server = pgserver.get_server(Path(data), cleanup_mode="stop")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
 
 
 def execute(url: str, statement: sql.Composable | str, params: tuple = ()) -> list[tuple]:

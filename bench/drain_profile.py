@@ -17,9 +17,7 @@ undercounts; the rate is right at any size.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import psutil
 
@@ -52,40 +50,33 @@ def main() -> None:
     parser.add_argument("--without-dashboard-indexes", action="store_true")
     args = parser.parse_args()
 
-    import pgserver
-
-    with tempfile.TemporaryDirectory(prefix="bench-profile-") as data:
-        server = pgserver.get_server(Path(data), cleanup_mode="stop")
+    with broker_bench.fresh_server("bench-profile-") as url:
+        broker_bench.reset_schema(url, "ours")
+        if args.without_dashboard_indexes:
+            for index in DASHBOARD_INDEXES:
+                broker_bench.execute(url, f"DROP INDEX {broker_bench.SCHEMAS['ours']}.{index}")
+        broker_bench.fill(url, "ours", args.jobs)
+        (backend,) = broker_bench.execute(url, "SELECT pg_backend_pid()")[0]
+        postmaster = psutil.Process(backend).parent()
+        assert postmaster is not None
+        # The server's counters from before the worker starts: a small backlog
+        # is drained before start_worker returns. The worker's CPU counts from
+        # its ready line, so its imports are left out.
+        before = broker_bench.execute(url, COUNTERS)[0]
+        server_cpu = cpu_seconds(postmaster)
+        worker = broker_bench.start_worker(url, "ours", processes=args.processes)
         try:
-            url = server.get_uri()
-            broker_bench.reset_schema(url, "ours")
-            if args.without_dashboard_indexes:
-                for index in DASHBOARD_INDEXES:
-                    broker_bench.execute(url, f"DROP INDEX {broker_bench.SCHEMAS['ours']}.{index}")
-            broker_bench.fill(url, "ours", args.jobs)
-            (backend,) = broker_bench.execute(url, "SELECT pg_backend_pid()")[0]
-            postmaster = psutil.Process(backend).parent()
-            assert postmaster is not None
-            # The server's counters from before the worker starts: a small backlog
-            # is drained before start_worker returns. The worker's CPU counts from
-            # its ready line, so its imports are left out.
-            before = broker_bench.execute(url, COUNTERS)[0]
-            server_cpu = cpu_seconds(postmaster)
-            worker = broker_bench.start_worker(url, "ours", processes=args.processes)
-            try:
-                worker_cpu = cpu_seconds(psutil.Process(worker.pid))
-                done = (f"SELECT count(*) FROM {broker_bench.SCHEMAS['ours']}.queue "
-                        "WHERE state = 'done'")
-                while broker_bench.execute(url, done)[0][0] < args.jobs:
-                    time.sleep(0.2)
-                server_cpu = cpu_seconds(postmaster) - server_cpu
-                worker_cpu = cpu_seconds(psutil.Process(worker.pid)) - worker_cpu
-                after = broker_bench.execute(url, COUNTERS)[0]
-            finally:
-                broker_bench.stop_worker(worker)
-            rate = args.jobs / broker_bench.processing_window(url, "ours")
+            worker_cpu = cpu_seconds(psutil.Process(worker.pid))
+            done = (f"SELECT count(*) FROM {broker_bench.SCHEMAS['ours']}.queue "
+                    "WHERE state = 'done'")
+            while broker_bench.execute(url, done)[0][0] < args.jobs:
+                time.sleep(0.2)
+            server_cpu = cpu_seconds(postmaster) - server_cpu
+            worker_cpu = cpu_seconds(psutil.Process(worker.pid)) - worker_cpu
+            after = broker_bench.execute(url, COUNTERS)[0]
         finally:
-            server.cleanup()
+            broker_bench.stop_worker(worker)
+        rate = args.jobs / broker_bench.processing_window(url, "ours")
     records, wal_bytes, flushes, commits = (
         (a - b) / args.jobs for a, b in zip(after, before, strict=True))
     print(f"{args.processes} process(es) x 8 threads, {args.jobs:,} jobs"

@@ -21,11 +21,9 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg2
 
@@ -55,43 +53,36 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    import pgserver
+    with broker_bench.fresh_server("bench-ceiling-") as url:
+        broker_bench.reset_schema(url, "ours")
+        floor.setup(url)
+        broker_bench.execute(url, f"CREATE TABLE {SCHEMA}.queue_pkey_only "
+                             f"(LIKE {SCHEMA}.queue INCLUDING DEFAULTS)")
+        broker_bench.execute(url, f"ALTER TABLE {SCHEMA}.queue_pkey_only "
+                             "ADD PRIMARY KEY (message_id)")
+        os.environ.update(broker_bench.env_for(url, "ours"))
+        import bench.workers as workers
 
-    with tempfile.TemporaryDirectory(prefix="bench-ceiling-") as data:
-        server = pgserver.get_server(Path(data), cleanup_mode="stop")
-        try:
-            url = server.get_uri()
-            broker_bench.reset_schema(url, "ours")
-            floor.setup(url)
-            broker_bench.execute(url, f"CREATE TABLE {SCHEMA}.queue_pkey_only "
-                                 f"(LIKE {SCHEMA}.queue INCLUDING DEFAULTS)")
-            broker_bench.execute(url, f"ALTER TABLE {SCHEMA}.queue_pkey_only "
-                                 "ADD PRIMARY KEY (message_id)")
-            os.environ.update(broker_bench.env_for(url, "ours"))
-            import bench.workers as workers
-
-            conn = psycopg2.connect(url)
-            conn.autocommit = True
-            cur = conn.cursor()
-            steps: dict[str, Callable[[], object]] = {
-                "send()": lambda: workers.noop.send(1),
-                "enqueue_one()": lambda: cur.execute(ENQUEUE_ONE, (
-                    str(uuid.uuid4()), "bench", MESSAGE, None, 0, 0, None, None, None)),
-                "bare INSERT, all indexes": lambda: cur.execute(
-                    BARE_INSERT.format(table=f"{SCHEMA}.queue"), (str(uuid.uuid4()), MESSAGE)),
-                "bare INSERT, primary key only": lambda: cur.execute(
-                    BARE_INSERT.format(table=f"{SCHEMA}.queue_pkey_only"),
-                    (str(uuid.uuid4()), MESSAGE)),
-                "floor INSERT": lambda: cur.execute(floor.ENQUEUE, (MESSAGE,)),
-            }
-            rates: dict[str, list[float]] = {name: [] for name in steps}
-            for _ in range(args.repeats):
-                for name, step in steps.items():
-                    rates[name].append(rate(step, args.sends))
-            conn.close()
-            workers.BROKER.close()
-        finally:
-            server.cleanup()
+        conn = psycopg2.connect(url)
+        conn.autocommit = True
+        cur = conn.cursor()
+        steps: dict[str, Callable[[], object]] = {
+            "send()": lambda: workers.noop.send(1),
+            "enqueue_one()": lambda: cur.execute(ENQUEUE_ONE, (
+                str(uuid.uuid4()), "bench", MESSAGE, None, 0, 0, None, None, None)),
+            "bare INSERT, all indexes": lambda: cur.execute(
+                BARE_INSERT.format(table=f"{SCHEMA}.queue"), (str(uuid.uuid4()), MESSAGE)),
+            "bare INSERT, primary key only": lambda: cur.execute(
+                BARE_INSERT.format(table=f"{SCHEMA}.queue_pkey_only"),
+                (str(uuid.uuid4()), MESSAGE)),
+            "floor INSERT": lambda: cur.execute(floor.ENQUEUE, (MESSAGE,)),
+        }
+        rates: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(args.repeats):
+            for name, step in steps.items():
+                rates[name].append(rate(step, args.sends))
+        conn.close()
+        workers.BROKER.close()
 
     medians = {name: statistics.median(values) for name, values in rates.items()}
     names = list(medians)

@@ -83,7 +83,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -535,32 +534,25 @@ def main() -> None:
             LABELS[system] = LABELS[system].split(" {")[0].split(" (")[0]
             results[system].failures.append(f"not installed ({reason})")
 
-    import pgserver
-
-    with tempfile.TemporaryDirectory(prefix="bench-peers-") as data:
-        server = pgserver.get_server(Path(data), cleanup_mode="stop")
-        try:
-            url = server.get_uri()
-            (version,) = broker_bench.execute(url, "SHOW server_version")[0]
-            # Round-robin, so a slow moment of the machine falls on every system alike.
-            for repeat in range(args.repeats):
-                for system in systems:
-                    if system in PEER_SCRIPTS and system not in peers:
-                        continue  # not installed: its row says so
-                    print(f"[{repeat + 1}/{args.repeats}] {system} ...", flush=True)
-                    try:
-                        run_once(url, system, results[system], drain=args.drain,
-                                 single=args.single, batch=args.batch, pickups=args.pickups,
-                                 peer=peers.get(system), analyze=args.analyze)
-                    except (RuntimeError, subprocess.SubprocessError) as error:
-                        if system not in peers:
-                            raise
-                        # A peer that breaks is reported, and the others go on.
-                        print(f"  {system} failed: {error}", flush=True)
-                        results[system].failures.append(
-                            f"failed ({str(error).splitlines()[0]})")
-        finally:
-            server.cleanup()
+    with broker_bench.fresh_server("bench-peers-") as url:
+        (version,) = broker_bench.execute(url, "SHOW server_version")[0]
+        # Round-robin, so a slow moment of the machine falls on every system alike.
+        for repeat in range(args.repeats):
+            for system in systems:
+                if system in PEER_SCRIPTS and system not in peers:
+                    continue  # not installed: its row says so
+                print(f"[{repeat + 1}/{args.repeats}] {system} ...", flush=True)
+                try:
+                    run_once(url, system, results[system], drain=args.drain,
+                             single=args.single, batch=args.batch, pickups=args.pickups,
+                             peer=peers.get(system), analyze=args.analyze)
+                except (RuntimeError, subprocess.SubprocessError) as error:
+                    if system not in peers:
+                        raise
+                    # A peer that breaks is reported, and the others go on.
+                    print(f"  {system} failed: {error}", flush=True)
+                    results[system].failures.append(
+                        f"failed ({str(error).splitlines()[0]})")
     when = datetime.datetime.now(datetime.UTC)
     text = "\n".join([
         f"Measured {when:%Y-%m-%d %H:%M} UTC on {machine()}, PostgreSQL {version} "

@@ -28,9 +28,8 @@ FROM STDIN;
 
 -- enqueue_fence_lost --
 -- Whether another delivery holds the message of the delivery that sends
--- (enqueue_one()'s fence, for enqueue_copy).
-SELECT EXISTS (SELECT FROM {schema}."queue"
-               WHERE message_id = %s::uuid AND delivery_id IS DISTINCT FROM %s::uuid);
+-- (fence_lost() of 0018_enqueue_functions.sql, for enqueue_copy).
+SELECT {schema}.fence_lost(%s::uuid, %s::uuid);
 
 -- enqueue_wake --
 -- Wake the consumers of these queues (after enqueue_copy, delivered at commit).

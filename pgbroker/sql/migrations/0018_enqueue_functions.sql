@@ -14,6 +14,22 @@
 -- wake the consumers of each queue written to, delayed messages included (a
 -- consumer that hears it reads the queue's next due time).
 
+-- Whether the delivery that sends has lost its message to another delivery
+-- (false outside a job: no delivery is named).
+CREATE OR REPLACE FUNCTION {schema}.fence_lost(fence_message uuid, fence_delivery uuid)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+AS $$
+BEGIN
+    RETURN fence_delivery IS NOT NULL AND EXISTS (
+        SELECT FROM {schema}."queue" AS held
+        WHERE held.message_id = fence_message
+          AND held.delivery_id IS DISTINCT FROM fence_delivery
+    );
+END
+$$;
+
 -- One message, or a retry: an id already stored is re-queued (how Dramatiq's
 -- Retries sends a failed message back), a running one only by the delivery
 -- that holds it, and a cancelled job never.
@@ -33,11 +49,7 @@ AS $$
 DECLARE
     written integer;
 BEGIN
-    IF fence_delivery IS NOT NULL AND EXISTS (
-        SELECT FROM {schema}."queue" AS held
-        WHERE held.message_id = fence_message
-          AND held.delivery_id IS DISTINCT FROM fence_delivery
-    ) THEN
+    IF {schema}.fence_lost(fence_message, fence_delivery) THEN
         RETURN 0;
     END IF;
 
@@ -90,11 +102,7 @@ DECLARE
     written integer;
     woken text[];
 BEGIN
-    IF fence_delivery IS NOT NULL AND EXISTS (
-        SELECT FROM {schema}."queue" AS held
-        WHERE held.message_id = fence_message
-          AND held.delivery_id IS DISTINCT FROM fence_delivery
-    ) THEN
+    IF {schema}.fence_lost(fence_message, fence_delivery) THEN
         RETURN 0;
     END IF;
 
