@@ -211,8 +211,9 @@ class PostgresBroker(Broker):
         """The middleware whose hook ``name`` is more than ``Middleware``'s no-op,
         in the order Dramatiq calls them.
 
-        A job passes six hooks and the stack has a dozen middleware, most of
-        which define one or two: calling every no-op cost ~40 us a job. The
+        The production stack has a dozen middleware, most of which define one
+        or two of the hooks a job passes: calling the no-ops of the rest cost
+        about 2 us an emit (an emit with none to call now takes 0.24 us). The
         list is read again whenever the middleware list changes.
         """
         cached = self._hooks.get(name)
