@@ -46,7 +46,6 @@ its claim, writes (sent_at, its time) into bench_pickups on its own connection.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import sys
@@ -56,13 +55,12 @@ import time
 import psycopg
 from peer_common import (
     database_url,
-    drop_database,
     pickups,
     ping_payload,
     recreate_database,
     say,
-    usage,
 )
+from peer_common import main as peer_main
 
 DATABASE = "bench_floor3"
 THREADS = 8
@@ -187,25 +185,8 @@ async def pickup(admin_url: str, samples: int) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) < 3:
-        usage(__doc__)
-    admin_url, command, *rest = sys.argv[1:]
-    if command == "version":
-        say("version", psycopg.__version__)
-    elif command == "setup":
-        setup(admin_url)
-    elif command == "drop":
-        drop_database(admin_url, DATABASE)
-    elif command == "enqueue":
-        enqueue(admin_url, int(rest[0]), int(rest[1]))
-    elif command == "fill":
-        fill(admin_url, int(rest[0]), rest[1:] == ["analyze"])
-    elif command == "worker":
-        worker(admin_url, int(rest[0]) if rest else 0)
-    elif command == "pickup":
-        asyncio.run(pickup(admin_url, int(rest[0])))
-    else:
-        usage(__doc__)
+    peer_main(__doc__, version=psycopg.__version__, database=DATABASE, setup=setup,
+              enqueue=enqueue, fill=fill, worker=worker, pickup=pickup)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import signal
 import sys
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 
@@ -126,6 +128,31 @@ def ping_payload(sent_at: float) -> dict:
 
 def usage(doc: str | None) -> None:
     sys.exit(doc or "usage: ADMIN_URL setup|enqueue|fill|worker|pickup|drop|version ...")
+
+
+def main(doc: str | None, *, version: str, database: str, setup: Callable,
+         enqueue: Callable, fill: Callable, worker: Callable, pickup: Callable,
+         run: Callable[[Any], Any] = asyncio.run) -> None:
+    """A driver's command line (``ADMIN_URL COMMAND ARGS``, see this module's
+    docstring), the same for every peer. A command that returns a coroutine is
+    run by ``run`` (``asyncio.run``, or the peer's own loop such as ``uvloop.run``)."""
+    if len(sys.argv) < 3:
+        usage(doc)
+    admin_url, command, *rest = sys.argv[1:]
+    commands: dict[str, Callable[[], Any]] = {
+        "version": lambda: say("version", version),
+        "setup": lambda: setup(admin_url),
+        "drop": lambda: drop_database(admin_url, database),
+        "enqueue": lambda: enqueue(admin_url, int(rest[0]), int(rest[1])),
+        "fill": lambda: fill(admin_url, int(rest[0]), rest[1:] == ["analyze"]),
+        "worker": lambda: worker(admin_url, int(rest[0]) if rest else 0),
+        "pickup": lambda: pickup(admin_url, int(rest[0])),
+    }
+    if command not in commands:
+        usage(doc)
+    result = commands[command]()
+    if inspect.iscoroutine(result):
+        run(result)
 
 
 def dumps(value: object) -> bytes:

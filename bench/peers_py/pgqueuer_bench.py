@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from importlib.metadata import version
 
@@ -35,15 +34,14 @@ import uvloop
 from peer_common import (
     Tally,
     database_url,
-    drop_database,
     dumps,
     pickups,
     ping_payload,
     recreate_database,
     say,
     stop_event,
-    usage,
 )
+from peer_common import main as peer_main
 from pgqueuer import PgQueuer, Queries
 from pgqueuer.db import AsyncpgDriver
 
@@ -149,25 +147,8 @@ async def pickup(admin_url: str, samples: int) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) < 3:
-        usage(__doc__)
-    admin_url, command, *rest = sys.argv[1:]
-    if command == "version":
-        say("version", version("pgqueuer"))
-    elif command == "setup":
-        uvloop.run(setup(admin_url))
-    elif command == "drop":
-        drop_database(admin_url, DATABASE)
-    elif command == "enqueue":
-        uvloop.run(enqueue(admin_url, int(rest[0]), int(rest[1])))
-    elif command == "fill":
-        uvloop.run(fill(admin_url, int(rest[0]), rest[1:] == ["analyze"]))
-    elif command == "worker":
-        uvloop.run(worker(admin_url, int(rest[0]) if rest else 0))
-    elif command == "pickup":
-        uvloop.run(pickup(admin_url, int(rest[0])))
-    else:
-        usage(__doc__)
+    peer_main(__doc__, version=version("pgqueuer"), database=DATABASE, setup=setup,
+              enqueue=enqueue, fill=fill, worker=worker, pickup=pickup, run=uvloop.run)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from importlib.metadata import version
 
@@ -31,13 +30,12 @@ import psycopg
 from peer_common import (
     Tally,
     database_url,
-    drop_database,
     pickups,
     recreate_database,
     say,
     stop_event,
-    usage,
 )
+from peer_common import main as peer_main
 from procrastinate import App, PsycopgConnector
 
 DATABASE = "bench_procrastinate"
@@ -160,25 +158,8 @@ async def pickup(admin_url: str, samples: int) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) < 3:
-        usage(__doc__)
-    admin_url, command, *rest = sys.argv[1:]
-    if command == "version":
-        say("version", version("procrastinate"))
-    elif command == "setup":
-        asyncio.run(setup(admin_url))
-    elif command == "drop":
-        drop_database(admin_url, DATABASE)
-    elif command == "enqueue":
-        asyncio.run(enqueue(admin_url, int(rest[0]), int(rest[1])))
-    elif command == "fill":
-        asyncio.run(fill(admin_url, int(rest[0]), rest[1:] == ["analyze"]))
-    elif command == "worker":
-        asyncio.run(worker(admin_url, int(rest[0]) if rest else 0))
-    elif command == "pickup":
-        asyncio.run(pickup(admin_url, int(rest[0])))
-    else:
-        usage(__doc__)
+    peer_main(__doc__, version=version("procrastinate"), database=DATABASE, setup=setup,
+              enqueue=enqueue, fill=fill, worker=worker, pickup=pickup)
 
 
 if __name__ == "__main__":
