@@ -48,13 +48,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--without-dashboard-indexes", action="store_true")
+    parser.add_argument("--drop-index", action="append", default=[], metavar="NAME",
+                        help="drop this index of the queue table first (repeatable)")
     args = parser.parse_args()
+    dropped = [*(DASHBOARD_INDEXES if args.without_dashboard_indexes else []), *args.drop_index]
 
     with broker_bench.fresh_server("bench-profile-") as url:
         broker_bench.reset_schema(url, "ours")
-        if args.without_dashboard_indexes:
-            for index in DASHBOARD_INDEXES:
-                broker_bench.execute(url, f"DROP INDEX {broker_bench.SCHEMAS['ours']}.{index}")
+        for index in dropped:
+            broker_bench.execute(url, f"DROP INDEX {broker_bench.SCHEMAS['ours']}.{index}")
         broker_bench.fill(url, "ours", args.jobs)
         (backend,) = broker_bench.execute(url, "SELECT pg_backend_pid()")[0]
         postmaster = psutil.Process(backend).parent()
@@ -80,7 +82,7 @@ def main() -> None:
     records, wal_bytes, flushes, commits = (
         (a - b) / args.jobs for a, b in zip(after, before, strict=True))
     print(f"{args.processes} process(es) x 8 threads, {args.jobs:,} jobs"
-          f"{', without the dashboard indexes' if args.without_dashboard_indexes else ''}: "
+          f"{', without ' + ', '.join(dropped) if dropped else ''}: "
           f"{rate:,.0f} jobs/s")
     print(f"per job: {records:.1f} WAL records, {wal_bytes:,.0f} WAL bytes, "
           f"{flushes:.3f} WAL flushes, {commits:.3f} commits, "

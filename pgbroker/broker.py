@@ -23,7 +23,6 @@ replaces what dramatiq-pg 0.12 was seen to get wrong (see
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import socket
@@ -31,7 +30,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,7 +45,7 @@ from psycopg2.extensions import cursor as Cursor
 
 from . import migrations
 from .acks import GroupAcker
-from .bulk import copy_text
+from .bulk import CopyStream
 from .consumer import PostgresConsumer
 from .db import DISCONNECTS, Pool, transaction
 from .delivery import Delivery, current_delivery
@@ -364,17 +363,27 @@ class PostgresBroker(Broker):
 
     def _write(self, messages: Sequence[Message], delay: int | None,
                connection: Connection | None, sender: Delivery | None) -> None:
-        rows = [self._row(message, delay) for message in messages]
+        # A producer's own batch of messages due now is encoded as COPY reads
+        # it (see _copy), overlapping the server's inserts. The others are
+        # encoded first: an invalid message then leaves the caller's
+        # transaction as it was, and a job's sends kept while the database is
+        # away (pending_sends) are known to be valid.
+        streamed = len(messages) > 1 and not delay and connection is None and sender is None
+        rows = None if streamed else [self._row(message, delay) for message in messages]
         # The fence: the delivery of the job that sends, if a job sends.
         fence = (sender.message_id, sender.delivery_id) if sender else (None, None)
+        queue_names = sorted({message.queue_name for message in messages})
 
         def insert(cur: Cursor) -> int:
+            if rows is None:
+                return self._copy(cur, (self._row(message, None) for message in messages),
+                                  fence, queue_names)
             if len(rows) == 1:
                 # One message may be a retry of a stored one (an upsert).
                 cur.execute(self._text("enqueue", cur.connection), (*rows[0], *fence))
                 return cur.fetchone()[0]
             if not delay:
-                return self._copy(cur, rows, fence)
+                return self._copy(cur, rows, fence, queue_names)
             written = 0
             query = self._text("enqueue_batch", cur.connection)
             for start in range(0, len(rows), ENQUEUE_PAGE_SIZE):
@@ -384,34 +393,38 @@ class PostgresBroker(Broker):
                 written += cur.fetchone()[0]
             return written
 
-        what = f"{len(rows)} message(s) to {sorted({m.queue_name for m in messages})}"
-        written = self._produce(what, insert, connection, atomic=len(rows) > 1)
+        what = f"{len(messages)} message(s) to {queue_names}"
+        written = self._produce(what, insert, connection, atomic=len(messages) > 1)
         if sender is None:
             return
-        if written < len(rows):
+        if written < len(messages):
             # The fence held them back: another delivery runs the job that sends.
             logger.warning("not sending %s: delivery %s of message %s lost its lease",
                            what, sender.delivery_id, sender.message_id)
         elif any(message.message_id == sender.message_id for message in messages):
             sender.requeued = True  # its retry: the next attempt is a new delivery
 
-    def _copy(self, cur: Cursor, rows: list[tuple], fence: tuple) -> int:
-        """Store new messages due now with COPY (see ``enqueue_copy``), fenced
-        like ``enqueue_many()``, in the transaction of ``cur``. Returns how
-        many were written."""
+    def _copy(self, cur: Cursor, rows: Iterable[tuple], fence: tuple,
+              queue_names: list[str]) -> int:
+        """Store new messages due now with one COPY (see ``enqueue_copy``),
+        fenced like ``enqueue_many()``, in the transaction of ``cur``. ``rows``
+        may be made as COPY reads them; an error raised making one is raised
+        here, after the COPY ends. Returns how many were written."""
         conn = cur.connection
         if fence[1] is not None:
             cur.execute(self._text("enqueue_fence_lost", conn), fence)
             if cur.fetchone()[0]:
                 return 0
-        copy = self._text("enqueue_copy", conn)
-        for start in range(0, len(rows), ENQUEUE_PAGE_SIZE):
-            page = rows[start:start + ENQUEUE_PAGE_SIZE]
-            text = copy_text((message_id, queue_name, "queued", message, data, priority, error)
-                             for message_id, queue_name, message, data, priority, _, error in page)
-            cur.copy_expert(copy, io.StringIO(text))
-        cur.execute(self._text("enqueue_wake", conn), (sorted({row[1] for row in rows}),))
-        return len(rows)
+        stream = CopyStream((message_id, queue_name, "queued", message, data, priority, error)
+                            for message_id, queue_name, message, data, priority, _, error in rows)
+        try:
+            cur.copy_expert(self._text("enqueue_copy", conn), stream)
+        except psycopg2.Error:
+            if stream.error is not None:
+                raise stream.error from None
+            raise
+        cur.execute(self._text("enqueue_wake", conn), (queue_names,))
+        return stream.rows
 
     def _send_pending(self, delivery: Delivery) -> None:
         """Send what the delivery's job could not while the database was away.

@@ -9,7 +9,7 @@ newline or a backslash in it arrives as written.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -29,6 +29,43 @@ def field(value: object) -> str:
     return str(value).translate(_ESCAPES)
 
 
+def line(row: Sequence[object]) -> str:
+    """One row as a line of COPY text, its fields split by tabs."""
+    return "\t".join(map(field, row)) + "\n"
+
+
 def copy_text(rows: Iterable[Sequence[object]]) -> str:
-    """``rows`` as COPY text: a line a row, its fields split by tabs."""
-    return "".join("\t".join(map(field, row)) + "\n" for row in rows)
+    """``rows`` as COPY text: a line a row."""
+    return "".join(map(line, rows))
+
+
+class CopyStream:
+    """``rows`` as a file for psycopg2's ``copy_expert``, made as COPY reads it.
+
+    The server stores each chunk while the next is being made, so making the
+    rows (encoding messages) overlaps the server's work instead of coming
+    before it. An exception raised while making a row ends the COPY (psycopg2
+    then raises QueryCanceled, which names only the message); it is kept in
+    ``error`` for the caller to raise in its place.
+    """
+
+    def __init__(self, rows: Iterable[Sequence[object]]) -> None:
+        self._rows: Iterator[Sequence[object]] = iter(rows)
+        self.rows = 0
+        self.error: Exception | None = None
+
+    def read(self, size: int = -1) -> str:
+        lines: list[str] = []
+        length = 0
+        try:
+            for row in self._rows:
+                text = line(row)
+                lines.append(text)
+                self.rows += 1
+                length += len(text)
+                if 0 <= size <= length:
+                    break
+        except Exception as error:
+            self.error = error
+            raise
+        return "".join(lines)
