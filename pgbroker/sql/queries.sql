@@ -483,13 +483,14 @@ SELECT replayed.message_id, replayed.queue_name
 FROM replayed CROSS JOIN (SELECT count(*) FROM woken) AS notified;
 
 -- purge_finished --
--- Delete up to %(limit)s finished messages in one state older than the cutoff;
+-- Delete up to %(limit)s finished messages in one state that finished before
+-- the cutoff (queue_finished_idx; cancelled ones by queue_state_enqueued_idx);
 -- called in a loop so no single statement holds locks for long.
 WITH old AS (
     SELECT message_id
     FROM {schema}."queue"
     WHERE "state" = %(state)s::{schema}."state"
-      AND mtime < now() - %(older_than_seconds)s * interval '1 second'
+      AND finished_at < now() - %(older_than_seconds)s * interval '1 second'
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )

@@ -152,8 +152,8 @@ def test_cancelled_jobs_are_purged_with_the_dead_ones(broker):
     old = probe_record.send(key="old").message_id
     for message_id in (kept, old):
         jobs.cancel(message_id, by="test", broker=broker)
-    query("UPDATE {schema}.\"queue\" SET mtime = now() - interval '40 days' "
-          "WHERE message_id = %s", old)
+    query("UPDATE {schema}.\"queue\" SET finished_at = now() - interval '40 days', "
+          "mtime = now() - interval '40 days' WHERE message_id = %s", old)
 
     assert jobs.purge("dead", timedelta(days=30), broker=broker) == 1
     assert jobs.get_job(kept, broker=broker).state == "cancelled"

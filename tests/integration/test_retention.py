@@ -12,10 +12,11 @@ from tests.support.fixtures import query
 
 def add_finished(state: str, age: timedelta, count: int) -> None:
     query(
-        'INSERT INTO {schema}."queue" (message_id, queue_name, state, message, mtime) '
-        "SELECT gen_random_uuid(), 'probe-record', %s, '{{}}', now() - %s "
+        'INSERT INTO {schema}."queue" '
+        "(message_id, queue_name, state, message, mtime, finished_at) "
+        "SELECT gen_random_uuid(), 'probe-record', %s, '{{}}', now() - %s, now() - %s "
         "FROM generate_series(1, %s)",
-        state, age, count,
+        state, age, age, count,
     )
 
 

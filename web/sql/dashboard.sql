@@ -5,21 +5,28 @@
 
 -- throughput --
 -- Jobs finished per queue and minute over the last hour, done and dead apart:
--- an index-only scan of queue_finished_at_idx. Grouped by the timestamp's
--- minute (cheap), not by computed minutes ago (numeric epoch arithmetic per row).
-SELECT queue_name,
-       date_trunc('minute', finished_at) AS minute,
-       count(*) FILTER (WHERE "state" = 'done') AS done,
-       count(*) FILTER (WHERE "state" = 'rejected') AS dead
-FROM {schema}."queue"
-WHERE "state" IN ('done', 'rejected') AND finished_at > now() - interval '1 hour'
+-- an index-only scan of the last hour of each state in queue_finished_idx
+-- (state, finished_at). One branch a state: an IN over both would be dropped
+-- as the index's own predicate, and the scan would read every finished job.
+-- Grouped by the timestamp's minute (cheap), not by computed minutes ago
+-- (numeric epoch arithmetic per row).
+SELECT queue_name, minute, sum(done)::bigint AS done, sum(dead)::bigint AS dead
+FROM (
+    SELECT queue_name, date_trunc('minute', finished_at) AS minute, 1 AS done, 0 AS dead
+    FROM {schema}."queue"
+    WHERE "state" = 'done' AND finished_at > now() - interval '1 hour'
+    UNION ALL
+    SELECT queue_name, date_trunc('minute', finished_at), 0, 1
+    FROM {schema}."queue"
+    WHERE "state" = 'rejected' AND finished_at > now() - interval '1 hour'
+) AS finished
 GROUP BY 1, 2;
 
 -- run_times --
 -- p50 and p95 run time (last attempt's start to finish) per queue (each job
 -- type has its own queue), over the jobs done in the last hour: an index-only
--- scan of queue_finished_at_idx. The IN repeats the index's predicate so the
--- planner sees it applies.
+-- scan of queue_finished_idx. The IN repeats the index's predicate so the
+-- planner sees it applies; the state = 'done' is the scan's first key.
 SELECT queue_name,
        count(*) AS jobs,
        percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY finished_at - started_at)
