@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 from dramatiq.results import ResultTimeout
 
-from pgbroker import EnqueueError, EnqueueTimeout, JobNotFound, PostgresBroker
+from pgbroker import EnqueueError, EnqueueTimeout, InvalidMessage, JobNotFound, PostgresBroker
 from pgbroker.jobs import get_job
 from tests.support import job_in, wait_for
 from tests.support.environment import DATABASE_URL, SCHEMA
@@ -328,6 +328,20 @@ def test_a_batch_is_written_whole_or_not_at_all(broker):
         broker.enqueue_many(batch)
 
     assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 1
+
+
+def test_an_invalid_message_late_in_a_batch_stores_none_of_it(broker):
+    """A batch is encoded as COPY reads it: the bad message comes up after
+    hundreds of rows have reached the server, and must still undo them all."""
+    batch = [probe_record.message(key=f"new{i}") for i in range(1500)]
+    batch[1400] = batch[1400].copy(kwargs={"key": float("nan")})
+
+    with pytest.raises(InvalidMessage, match="not valid JSON"):
+        broker.enqueue_many(batch)
+
+    assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 0
+    broker.enqueue_many(batch[:3])  # the connection it used is still good
+    assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 3
 
 
 def test_a_consumer_at_its_cap_waits_instead_of_spinning_while_work_arrives(broker):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pgbroker.bulk import copy_text, field
+import pytest
+
+from pgbroker.bulk import CopyStream, copy_text, field
 
 
 def test_special_characters_are_escaped() -> None:
@@ -19,3 +21,24 @@ def test_null_bytes_and_numbers() -> None:
 
 def test_a_row_is_a_line_of_tab_separated_fields() -> None:
     assert copy_text([("a", None, 1), ("b\tc", b"", 2)]) == "a\t\\N\t1\nb\\tc\t\\\\x\t2\n"
+
+
+def test_a_stream_gives_whole_lines_until_a_read_has_its_size():
+    stream = CopyStream(("row", i) for i in range(1000))
+    first = stream.read(100)
+    assert first.endswith("\n") and 100 <= len(first) < 120
+    rest = stream.read(-1)
+    assert first + rest == copy_text(("row", i) for i in range(1000))
+    assert stream.rows == 1000
+    assert stream.read(100) == ""
+
+
+def test_a_stream_keeps_the_error_that_ended_it():
+    def rows():
+        yield ("fine",)
+        raise ValueError("bad message")
+
+    stream = CopyStream(rows())
+    with pytest.raises(ValueError):
+        stream.read(1 << 20)
+    assert isinstance(stream.error, ValueError)
