@@ -163,7 +163,9 @@ class Dashboard:
 
     def job_list(self, where: JobFilter, limit: int = PAGE_SIZE) -> tuple[list[dict], str | None]:
         """A page of jobs and the cursor of the next page (None on the last)."""
-        found = self.rows(self.queries["job_list"], **where.params(limit + 1))
+        params = where.params(limit + 1)
+        filtered = params["queue_name"] is not None or params["db_state"] is not None
+        found = self.rows(self.queries["job_list" if filtered else "job_list_all"], **params)
         page, more = found[:limit], len(found) > limit
         cursor = None
         if more:

@@ -38,10 +38,11 @@ GROUP BY 1
 ORDER BY 1;
 
 -- job_list --
--- One page of jobs, newest first, after the keyset cursor (enqueued_at, id).
--- A queue filter reads queue_queue_enqueued_idx, a state filter
--- queue_state_enqueued_idx, none queue_enqueued_idx: each in order, stopping
--- at the page size.
+-- One page of jobs of a queue or a state, newest first, after the keyset
+-- cursor (enqueued_at, id). A queue filter reads queue_queue_enqueued_idx, a
+-- state filter queue_state_enqueued_idx (with an error search,
+-- queue_errored_idx): each in order, stopping at the page size. Without
+-- either filter, job_list_all.
 SELECT message_id::text AS id,
        queue_name,
        message ->> 'actor_name' AS actor_name,
@@ -65,6 +66,41 @@ WHERE (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s)
   AND (%(before_at)s::timestamptz IS NULL
        OR (enqueued_at, message_id) < (%(before_at)s, %(before_id)s::uuid))
 ORDER BY enqueued_at DESC, message_id DESC
+LIMIT %(limit)s;
+
+-- job_list_all --
+-- job_list with neither a queue nor a state filter: the newest page of each
+-- state, merged. Each state is read from queue_state_enqueued_idx (with an
+-- error search, queue_errored_idx) in order, stopping at the page size. No
+-- index orders all jobs: it would take an entry at each of a job's state
+-- changes (0019_fewer_index_writes.sql).
+SELECT page.*
+FROM unnest(enum_range(NULL::{schema}."state")) AS s("state")
+CROSS JOIN LATERAL (
+    SELECT message_id::text AS id,
+           queue_name,
+           message ->> 'actor_name' AS actor_name,
+           {schema}.job_state("state"::text, available_at) AS state,
+           attempts,
+           priority,
+           enqueued_at,
+           available_at,
+           started_at,
+           finished_at,
+           left(last_error, 300) AS last_error
+    FROM {schema}."queue" AS q
+    WHERE q."state" = s."state"
+      AND (%(actor_name)s::text IS NULL OR message ->> 'actor_name' = %(actor_name)s)
+      AND (%(priority)s::int IS NULL OR priority = %(priority)s)
+      AND (%(since)s::timestamptz IS NULL OR enqueued_at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR enqueued_at < %(until)s)
+      AND (%(error_like)s::text IS NULL OR last_error ILIKE %(error_like)s)
+      AND (%(before_at)s::timestamptz IS NULL
+           OR (enqueued_at, message_id) < (%(before_at)s, %(before_id)s::uuid))
+    ORDER BY enqueued_at DESC, message_id DESC
+    LIMIT %(limit)s
+) AS page
+ORDER BY page.enqueued_at DESC, page.id::uuid DESC
 LIMIT %(limit)s;
 
 -- job_detail --

@@ -1,0 +1,58 @@
+"""The dashboard's job list without a queue or state filter: a merge of the
+newest jobs of each state (no index orders all jobs; 0019_fewer_index_writes.sql)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from tests.support.environment import PIPELINE_SCHEMA
+from tests.support.fixtures import query
+from web.data import Dashboard, JobFilter
+
+STATES = ["queued", "consumed", "done", "rejected", "cancelled"]
+START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def add_jobs() -> list[tuple[datetime, str, str, str | None]]:
+    """40 jobs spread over every state; pairs share an enqueued_at, so the
+    id breaks the tie; every third has an error. (enqueued_at, id, state, error)."""
+    jobs = []
+    for i in range(40):
+        enqueued_at = START + timedelta(seconds=i // 2)
+        error = f"boom {i}" if i % 3 == 0 else None
+        jobs.append((enqueued_at, str(uuid.uuid4()), STATES[i * 7 % 5], error))
+    for enqueued_at, message_id, state, error in jobs:
+        query('INSERT INTO {schema}."queue" '
+              "(message_id, queue_name, state, message, enqueued_at, last_error) "
+              "VALUES (%s, 'probe-record', %s, '{{\"actor_name\": \"probe_record\"}}', %s, %s)",
+              message_id, state, enqueued_at, error)
+    return sorted(jobs, key=lambda job: (job[0], uuid.UUID(job[1])), reverse=True)
+
+
+def all_pages(dashboard: Dashboard, where: JobFilter, limit: int) -> list[str]:
+    seen: list[str] = []
+    while True:
+        page, cursor = dashboard.job_list(where, limit=limit)
+        seen += [row["id"] for row in page]
+        if cursor is None:
+            return seen
+        where = JobFilter(error=where.error, before_at=page[-1]["enqueued_at"],
+                          before_id=page[-1]["id"])
+
+
+def test_every_job_is_listed_once_newest_first_across_states(broker):
+    newest_first = add_jobs()
+    dashboard = Dashboard(broker, PIPELINE_SCHEMA, cache_seconds=0)
+
+    assert all_pages(dashboard, JobFilter(), limit=7) == [job[1] for job in newest_first]
+
+
+def test_an_error_search_finds_failed_jobs_in_every_state(broker):
+    newest_first = add_jobs()
+    dashboard = Dashboard(broker, PIPELINE_SCHEMA, cache_seconds=0)
+
+    found = all_pages(dashboard, JobFilter(error="boom"), limit=4)
+
+    assert found == [job[1] for job in newest_first if job[3]]
+    assert {job[2] for job in newest_first if job[3]} == set(STATES)
