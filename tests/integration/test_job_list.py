@@ -4,14 +4,14 @@ newest jobs of each state (no index orders all jobs; 0019_fewer_index_writes.sql
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.support.environment import PIPELINE_SCHEMA
 from tests.support.fixtures import query
 from web.data import Dashboard, JobFilter
 
 STATES = ["queued", "consumed", "done", "rejected", "cancelled"]
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def add_jobs() -> list[tuple[datetime, str, str, str | None]]:
