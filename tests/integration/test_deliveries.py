@@ -56,6 +56,22 @@ def test_every_claim_is_a_delivery_of_its_own(own_broker):
     assert state(sent.message_id) == ("consumed", 1, first.delivery_id)
 
 
+def test_a_claim_gives_the_next_due_time_over_every_priority(own_broker):
+    """The consumer sleeps until the time the claim reports: the soonest delayed
+    job of the queue, whatever its priority, or None when none is delayed."""
+    own_broker.enqueue(message(priority=0), delay=60_000)
+    own_broker.enqueue(message(priority=9), delay=3_000)  # the soonest, at the last priority
+    own_broker.enqueue(message(priority=5), delay=30_000)
+    due_now = own_broker.enqueue(message(priority=5))
+
+    claimed, next_due = own_broker.claim(QUEUE, 10)
+
+    assert [delivery.message_id for delivery, _, _ in claimed] == [due_now.message_id]
+    assert next_due is not None and 2.0 < next_due <= 3.0
+    query('DELETE FROM {schema}."queue" WHERE "state" = \'queued\'')
+    assert own_broker.claim(QUEUE, 10) == ([], None)
+
+
 def test_the_ack_of_a_retried_attempt_does_not_finish_the_next_attempt(own_broker):
     """Retries re-enqueues under the same id, then the worker acks attempt 1."""
     sent = own_broker.enqueue(message())

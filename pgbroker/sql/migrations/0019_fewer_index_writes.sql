@@ -1,7 +1,7 @@
 -- Fewer index entries per job. A state change rewrites the row in a new
 -- place (state is in the partial indexes' predicates, so no update is HOT),
 -- and every index whose predicate the new row meets gets an entry: a job
--- wrote 18 on its way from queued to done. Three indexes served queries that
+-- wrote 18 on its way from queued to done. Four indexes served queries that
 -- others can serve:
 --
 -- * queue_enqueued_idx (enqueued_at, message_id) ordered the dashboard's job
@@ -15,8 +15,13 @@
 --   and queue_finished_at_idx (finished_at) the charts' last hour. One index
 --   on (state, finished_at) serves both, retention now going by finished_at,
 --   which every finish sets: an entry less at every finish.
+-- * queue_due_idx (queue, due time) gave a consumer its queue's next due
+--   time after each claim: an entry at every enqueue. The claim now reads it
+--   from queue_claim_idx, the first due time past now() of each priority
+--   (pgbroker/sql/queries.sql, claim), a few index descents a claim.
 --
--- A job now writes 14 entries.
+-- A job now writes 13 entries: 4 when it is sent, 4 when it is claimed and 5
+-- when it finishes.
 --
 -- bench/drain_profile.py measures what a job costs (WAL records, CPU).
 
@@ -28,6 +33,7 @@ SET finished_at = mtime
 WHERE "state" IN ('done', 'rejected') AND finished_at IS NULL;
 
 DROP INDEX IF EXISTS {schema}.queue_enqueued_idx;
+DROP INDEX IF EXISTS {schema}.queue_due_idx;
 DROP INDEX IF EXISTS {schema}.queue_finished_age_idx;
 DROP INDEX IF EXISTS {schema}.queue_finished_at_idx;
 
