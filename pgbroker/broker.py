@@ -65,7 +65,8 @@ T = TypeVar("T")
 
 # PostgreSQL truncates identifiers, NOTIFY channels included, past 63 bytes.
 MAX_CHANNEL_BYTES = 63
-# One enqueue statement never carries more rows than this.
+# A delayed batch goes to enqueue_many() this many messages a call (one due
+# now streams through a single COPY).
 ENQUEUE_PAGE_SIZE = 1000
 
 # The worker's statements run for every job, and planning them (the queue table
@@ -328,7 +329,8 @@ class PostgresBroker(Broker):
         delay: int | None = None,
         connection: Connection | None = None,
     ) -> list[Message]:
-        """Store many new messages in one round trip (per 1,000) and one transaction.
+        """Store many new messages in one transaction: those due now in one COPY,
+        delayed ones 1,000 a statement.
 
         A new message with the option ``singleton_key`` is stored only if no job
         with that key is live on its queue (and, with ``singleton_seconds`` or

@@ -34,11 +34,6 @@ def line(row: Sequence[object]) -> str:
     return "\t".join(map(field, row)) + "\n"
 
 
-def copy_text(rows: Iterable[Sequence[object]]) -> str:
-    """``rows`` as COPY text: a line a row."""
-    return "".join(map(line, rows))
-
-
 class CopyStream:
     """``rows`` as a file for psycopg2's ``copy_expert``, made as COPY reads it.
 

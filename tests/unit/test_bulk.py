@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgbroker.bulk import CopyStream, copy_text, field
+from pgbroker.bulk import CopyStream, field, line
 
 
 def test_special_characters_are_escaped() -> None:
@@ -20,7 +20,7 @@ def test_null_bytes_and_numbers() -> None:
 
 
 def test_a_row_is_a_line_of_tab_separated_fields() -> None:
-    assert copy_text([("a", None, 1), ("b\tc", b"", 2)]) == "a\t\\N\t1\nb\\tc\t\\\\x\t2\n"
+    assert line(("a", None, 1)) + line(("b\tc", b"", 2)) == "a\t\\N\t1\nb\\tc\t\\\\x\t2\n"
 
 
 def test_a_stream_gives_whole_lines_until_a_read_has_its_size():
@@ -28,7 +28,7 @@ def test_a_stream_gives_whole_lines_until_a_read_has_its_size():
     first = stream.read(100)
     assert first.endswith("\n") and 100 <= len(first) < 120
     rest = stream.read(-1)
-    assert first + rest == copy_text(("row", i) for i in range(1000))
+    assert first + rest == "".join(line(("row", i)) for i in range(1000))
     assert stream.rows == 1000
     assert stream.read(100) == ""
 
