@@ -697,14 +697,9 @@ class PostgresBroker(Broker):
         """The EXECUTE of query ``name``, prepared on ``conn`` at its first use there."""
         done = self._prepared_on.setdefault(conn, set())
         if name not in done:
-            text = self.queries[name].as_string(conn)
-            for number, (param, _) in enumerate(PREPARED[name], start=1):
-                text = text.replace(f"%({param})s", f"${number}")
-            types = ", ".join(kind for _, kind in PREPARED[name])
-            cur.execute(f"PREPARE pts_{name} ({types}) AS {text.replace('%%', '%')}")
+            cur.execute(prepare_statement(name, self.queries[name].as_string(conn)))
             done.add(name)
-        marks = ", ".join(f"%s::{kind}" for _, kind in PREPARED[name])
-        return f"EXECUTE pts_{name} ({marks})"
+        return execute_statement(name)
 
     # -- dramatiq's testing helpers ----------------------------------------
 
@@ -759,6 +754,20 @@ def is_new_singleton(message: Message) -> bool:
     if slot is not None and not isinstance(slot, int):
         raise InvalidMessage("singleton_slot must be an integer")
     return True
+
+
+def prepare_statement(name: str, text: str) -> str:
+    """The PREPARE of ``PREPARED`` query ``name``, from its rendered ``text``."""
+    for number, (param, _) in enumerate(PREPARED[name], start=1):
+        text = text.replace(f"%({param})s", f"${number}")
+    types = ", ".join(kind for _, kind in PREPARED[name])
+    return f"PREPARE pts_{name} ({types}) AS {text.replace('%%', '%')}"
+
+
+def execute_statement(name: str) -> str:
+    """The EXECUTE of ``PREPARED`` query ``name``, its parameters as psycopg2's ``%s``."""
+    marks = ", ".join(f"%s::{kind}" for _, kind in PREPARED[name])
+    return f"EXECUTE pts_{name} ({marks})"
 
 
 def failure_text(message: MessageProxy, actors: Container[str]) -> str:

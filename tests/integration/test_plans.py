@@ -1,0 +1,31 @@
+"""The worker's prepared statements keep their index plans once the queue table
+has statistics. PostgreSQL switches a prepared statement to its generic plan
+after five runs; that plan cannot see the claim's LIMIT or the ack's array
+sizes, and it once hash-joined the claim with a scan of the whole table."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgbroker.broker import PREPARED, execute_statement, prepare_statement
+from tests.support.fixtures import db, query
+
+
+@pytest.mark.parametrize("name", sorted(PREPARED))
+def test_the_generic_plan_reads_no_whole_table(broker, name):
+    query('INSERT INTO {schema}."queue" (message_id, queue_name, state, message, delivery_id) '
+          "SELECT gen_random_uuid(), 'probe-record', "
+          "CASE WHEN i %% 100 = 0 THEN 'consumed' ELSE 'queued' END::{schema}.state, "
+          "'{{}}', gen_random_uuid() FROM generate_series(1, 20000) AS i")
+    query('ANALYZE {schema}."queue"')
+    running = query('SELECT array_agg(message_id::text), array_agg(delivery_id::text) '
+                    'FROM {schema}."queue" WHERE state = \'consumed\'')[0]
+    params = {"claim": ("probe-record", 16, "plan-test", 20.0), "ack_many": running}[name]
+    with db() as conn, conn.cursor() as cur:
+        cur.execute("SET plan_cache_mode = force_generic_plan")
+        cur.execute(prepare_statement(name, broker.queries[name].as_string(conn)))
+        cur.execute(f"EXPLAIN {execute_statement(name)}", params)
+        plan = "\n".join(row[0] for row in cur.fetchall())
+        conn.rollback()
+
+    assert "Seq Scan on queue" not in plan, plan
