@@ -3,13 +3,16 @@
     .venv/bin/python -m bench.drain_profile                  # 2 processes x 8 threads
     .venv/bin/python -m bench.drain_profile --processes 1 --jobs 50000
     .venv/bin/python -m bench.drain_profile --without-dashboard-indexes
+    .venv/bin/python -m bench.drain_profile --analyze --drop-index queue_errored_idx
 
 Queues ``--jobs`` no-op jobs on a fresh ``pgserver`` cluster (initdb defaults),
 drains them with this project's worker (the production middleware stack), and
 prints, per job: WAL records, WAL bytes and WAL flushes (``pg_stat_wal``),
 commits (``pg_stat_database``), and the CPU time of the server's processes and
-of the worker's. ``--without-dashboard-indexes`` drops the dashboard's three
-``enqueued_at`` indexes first, to show what they cost. Backends report their
+of the worker's. ``--without-dashboard-indexes`` drops the dashboard's two
+``enqueued_at`` indexes first, to show what they cost, and ``--drop-index``
+any index; ``--analyze`` gives the planner statistics of the queued jobs (as
+autovacuum would within a minute), which changes its plans. Backends report their
 WAL counters about once a second, so a backlog drained in under a few seconds
 undercounts; the rate is right at any size.
 """
@@ -48,6 +51,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--without-dashboard-indexes", action="store_true")
+    parser.add_argument("--analyze", action="store_true",
+                        help="ANALYZE the queued jobs first, as autovacuum soon would")
     parser.add_argument("--drop-index", action="append", default=[], metavar="NAME",
                         help="drop this index of the queue table first (repeatable)")
     args = parser.parse_args()
@@ -58,8 +63,13 @@ def main() -> None:
         for index in dropped:
             broker_bench.execute(url, f"DROP INDEX {broker_bench.SCHEMAS['ours']}.{index}")
         broker_bench.fill(url, "ours", args.jobs)
-        (backend,) = broker_bench.execute(url, "SELECT pg_backend_pid()")[0]
-        postmaster = psutil.Process(backend).parent()
+        if args.analyze:
+            broker_bench.execute(url, f"ANALYZE {broker_bench.SCHEMAS['ours']}.queue")
+        # The checkpointer lives as long as the server (a backend of ours
+        # would be gone once its connection closed); its parent is the postmaster.
+        (checkpointer,) = broker_bench.execute(
+            url, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")[0]
+        postmaster = psutil.Process(checkpointer).parent()
         assert postmaster is not None
         # The server's counters from before the worker starts: a small backlog
         # is drained before start_worker returns. The worker's CPU counts from
@@ -82,6 +92,7 @@ def main() -> None:
     records, wal_bytes, flushes, commits = (
         (a - b) / args.jobs for a, b in zip(after, before, strict=True))
     print(f"{args.processes} process(es) x 8 threads, {args.jobs:,} jobs"
+          f"{', analyzed' if args.analyze else ''}"
           f"{', without ' + ', '.join(dropped) if dropped else ''}: "
           f"{rate:,.0f} jobs/s")
     print(f"per job: {records:.1f} WAL records, {wal_bytes:,.0f} WAL bytes, "
