@@ -102,8 +102,9 @@ claimed AS (
         started_at = now(),
         mtime = now()
     -- Each id by its primary key, not a join with due: the claim is prepared,
-    -- and its generic plan, once the table has statistics, takes LIMIT $2 for
-    -- a tenth of the table and hash-joins that with a scan of all of it.
+    -- and its generic plan (which PostgreSQL may pick from the sixth run on),
+    -- once the table has statistics of a backlog, takes LIMIT $2 for a tenth
+    -- of the table and hash-joins that with a scan of all of it.
     WHERE q.message_id = ANY (ARRAY(SELECT message_id FROM due))
     RETURNING q.message_id::text, q.delivery_id::text, q.message::text, q.message_bytes,
               q.priority, q.available_at

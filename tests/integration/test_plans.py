@@ -1,7 +1,9 @@
 """The worker's prepared statements keep their index plans once the queue table
-has statistics. PostgreSQL switches a prepared statement to its generic plan
-after five runs; that plan cannot see the claim's LIMIT or the ack's array
-sizes, and it once hash-joined the claim with a scan of the whole table."""
+has statistics, in their generic plan too: PostgreSQL may run that plan from a
+statement's sixth run on (and always does with plan_cache_mode =
+force_generic_plan). It cannot see the claim's LIMIT or the ack's array sizes,
+and with a backlog of queued jobs it once hash-joined the claim with a scan of
+the whole table."""
 
 from __future__ import annotations
 
