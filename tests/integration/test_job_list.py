@@ -56,3 +56,17 @@ def test_an_error_search_finds_failed_jobs_in_every_state(broker):
 
     assert found == [job[1] for job in newest_first if job[3]]
     assert {job[2] for job in newest_first if job[3]} == set(STATES)
+
+
+def test_a_job_type_filter_lists_that_actors_jobs_from_its_queue(broker):
+    add_jobs()  # probe_record's, on probe-record
+    for actor in ["probe_low", "probe_high", "probe_low"]:  # two actors, one queue
+        query('INSERT INTO {schema}."queue" (message_id, queue_name, state, message) '
+              "VALUES (gen_random_uuid(), 'probe-priority', 'done', %s)",
+              f'{{"actor_name": "{actor}"}}')
+    dashboard = Dashboard(broker, PIPELINE_SCHEMA, cache_seconds=0)
+
+    page, _ = dashboard.job_list(JobFilter(actor_name="probe_low"))
+
+    assert [(row["actor_name"], row["queue_name"]) for row in page] == [
+        ("probe_low", "probe-priority")] * 2
