@@ -26,8 +26,7 @@ import psutil
 
 from bench import broker_bench
 
-DASHBOARD_INDEXES = ["queue_enqueued_idx", "queue_queue_enqueued_idx",
-                     "queue_state_enqueued_idx"]
+DASHBOARD_INDEXES = ["queue_queue_enqueued_idx", "queue_state_enqueued_idx"]
 COUNTERS = """
 SELECT wal_records, wal_bytes, wal_sync,
        (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())

@@ -40,14 +40,15 @@ class CopyStream:
     The server stores each chunk while the next is being made, so making the
     rows (encoding messages) overlaps the server's work instead of coming
     before it. An exception raised while making a row ends the COPY (psycopg2
-    then raises QueryCanceled, which names only the message); it is kept in
-    ``error`` for the caller to raise in its place.
+    then raises QueryCanceled, which names only the message, even for a
+    KeyboardInterrupt); it is kept in ``error`` for the caller to raise in its
+    place.
     """
 
     def __init__(self, rows: Iterable[Sequence[object]]) -> None:
         self._rows: Iterator[Sequence[object]] = iter(rows)
         self.rows = 0
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
 
     def read(self, size: int = -1) -> str:
         lines: list[str] = []
@@ -60,7 +61,7 @@ class CopyStream:
                 length += len(text)
                 if 0 <= size <= length:
                     break
-        except Exception as error:
+        except BaseException as error:  # KeyboardInterrupt too: psycopg2 swallows it
             self.error = error
             raise
         return "".join(lines)

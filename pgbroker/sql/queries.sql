@@ -6,8 +6,8 @@
 
 -- enqueue --
 -- Store one message, or re-queue a stored one (a retry): enqueue_one() of
--- 0018_enqueue_functions.sql, fenced by the sending delivery (NULL outside a
--- job). Returns how many were written: 0 or 1.
+-- 0018_enqueue_functions.sql (as 0020 redefines it), fenced by the sending
+-- delivery (NULL outside a job). Returns how many were written: 0 or 1.
 SELECT {schema}.enqueue_one(%s::uuid, %s::text, %s::jsonb, %s::bytea, %s::smallint,
                             %s::integer, %s::text, %s::uuid, %s::uuid);
 

@@ -15,6 +15,7 @@ import pytest
 from dramatiq.results import ResultTimeout
 
 from pgbroker import EnqueueError, EnqueueTimeout, InvalidMessage, JobNotFound, PostgresBroker
+from pgbroker.bulk import CopyStream
 from pgbroker.jobs import get_job
 from tests.support import job_in, wait_for
 from tests.support.environment import DATABASE_URL, SCHEMA
@@ -330,17 +331,26 @@ def test_a_batch_is_written_whole_or_not_at_all(broker):
     assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 1
 
 
-def test_an_invalid_message_late_in_a_batch_stores_none_of_it(broker):
+def test_an_invalid_message_late_in_a_batch_stores_none_of_it(broker, monkeypatch):
     """A batch is encoded as COPY reads it: the bad message comes up after
     hundreds of rows have reached the server, and must still undo them all."""
     batch = [probe_record.message(key=f"new{i}") for i in range(1500)]
     batch[1400] = batch[1400].copy(kwargs={"key": float("nan")})
+    reads: list[int] = []  # rows made before each read of the COPY
+    read = CopyStream.read
+
+    def counted(stream: CopyStream, size: int = -1) -> str:
+        reads.append(stream.rows)
+        return read(stream, size)
+
+    monkeypatch.setattr(CopyStream, "read", counted)
 
     with pytest.raises(InvalidMessage, match="not valid JSON"):
         broker.enqueue_many(batch)
 
+    assert max(reads) > 1000  # streamed: most rows had gone to the server
     assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 0
-    broker.enqueue_many(batch[:3])  # the connection it used is still good
+    broker.enqueue_many(batch[:3])  # and the broker still sends
     assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 3
 
 

@@ -72,6 +72,17 @@ def test_a_claim_gives_the_next_due_time_over_every_priority(own_broker):
     assert own_broker.claim(QUEUE, 10) == ([], None)
 
 
+def test_a_claim_hands_out_its_jobs_best_first(own_broker):
+    """By priority, then due time: not in the order the rows were updated."""
+    sent = [(priority, own_broker.enqueue(message(priority=priority)).message_id)
+            for priority in (9, 0, 5, 9, 0, 5)]
+
+    claimed, _ = own_broker.claim(QUEUE, 10)
+
+    best_first = [message_id for _, message_id in sorted(sent, key=lambda s: s[0])]
+    assert [delivery.message_id for delivery, _, _ in claimed] == best_first
+
+
 def test_the_ack_of_a_retried_attempt_does_not_finish_the_next_attempt(own_broker):
     """Retries re-enqueues under the same id, then the worker acks attempt 1."""
     sent = own_broker.enqueue(message())

@@ -73,7 +73,8 @@ LIMIT %(limit)s;
 -- state, merged. Each state is read from queue_state_enqueued_idx (with an
 -- error search, queue_errored_idx) in order, stopping at the page size. No
 -- index orders all jobs: it would take an entry at each of a job's state
--- changes (0019_fewer_index_writes.sql).
+-- changes (0019_fewer_index_writes.sql). Its columns and filters are
+-- job_list's, kept alike (tests/integration/test_job_list.py compares them).
 SELECT page.*
 FROM unnest(enum_range(NULL::{schema}."state")) AS s("state")
 CROSS JOIN LATERAL (

@@ -23,11 +23,15 @@
 -- A job now writes 13 entries: 4 when it is sent, 4 when it is claimed and 5
 -- when it finishes.
 --
+-- Like every migration this runs in one transaction, and the table takes no
+-- writes until it commits (the new indexes are built over the finished rows):
+-- 0.9 s at a million kept jobs (bench/web_bench.py's table).
+--
 -- bench/drain_profile.py measures what a job costs (WAL records, CPU).
 
 -- Rows finished before this project wrote finished_at (plain dramatiq-pg's
 -- done and rejected rows) would otherwise never age out. Every cancel has
--- set it.
+-- set it. Before the drops: queue_finished_at_idx finds them.
 UPDATE {schema}."queue"
 SET finished_at = mtime
 WHERE "state" IN ('done', 'rejected') AND finished_at IS NULL;

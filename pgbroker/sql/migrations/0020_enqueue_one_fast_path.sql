@@ -19,10 +19,11 @@ DECLARE
     written integer;
 BEGIN
     -- Outside a job (no delivery named) without calling fence_lost(), whose
-    -- EXISTS runs as a query even when it has nothing to check: about 8 us a
-    -- send. The AND stops at its first false operand.
-    IF fence_delivery IS NOT NULL AND {schema}.fence_lost(fence_message, fence_delivery) THEN
-        RETURN 0;
+    -- EXISTS runs as a query even when it has nothing to check.
+    IF fence_delivery IS NOT NULL THEN
+        IF {schema}.fence_lost(fence_message, fence_delivery) THEN
+            RETURN 0;
+        END IF;
     END IF;
 
     INSERT INTO {schema}."queue" AS q
