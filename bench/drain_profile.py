@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.drain_profile --processes 1 --jobs 50000
     .venv/bin/python -m bench.drain_profile --without-dashboard-indexes
     .venv/bin/python -m bench.drain_profile --analyze --drop-index queue_errored_idx
+    .venv/bin/python -m bench.drain_profile --url postgresql://postgres@127.0.0.1:5499/postgres
 
 Queues ``--jobs`` no-op jobs on a fresh ``pgserver`` cluster (initdb defaults),
 drains them with this project's worker (the production middleware stack), and
@@ -12,7 +13,9 @@ commits (``pg_stat_database``), and the CPU time of the server's processes and
 of the worker's. ``--without-dashboard-indexes`` drops the dashboard's two
 ``enqueued_at`` indexes first, to show what they cost, and ``--drop-index``
 any index; ``--analyze`` gives the planner statistics of the queued jobs (as
-autovacuum would within a minute), which changes its plans. Backends report their
+autovacuum would within a minute), which changes its plans. ``--url`` uses a
+server of one's own, which can load pg_stat_statements: each statement's time,
+calls, rows and buffers are then printed as well. Backends report their
 WAL counters about once a second, so a backlog drained in under a few seconds
 undercounts; the rate is right at any size.
 """
@@ -20,6 +23,7 @@ undercounts; the rate is right at any size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import psutil
@@ -31,6 +35,16 @@ COUNTERS = """
 SELECT wal_records, wal_bytes, wal_sync,
        (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())
 FROM pg_stat_wal
+"""
+# What each statement cost, where the server has pg_stat_statements loaded
+# (shared_preload_libraries; pgserver's build has not).
+STATEMENTS = """
+SELECT total_exec_time, calls, rows, shared_blks_hit + shared_blks_read,
+       left(regexp_replace(query, '\\s+', ' ', 'g'), 60)
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY total_exec_time DESC
+LIMIT 5
 """
 
 
@@ -54,10 +68,15 @@ def main() -> None:
                         help="ANALYZE the queued jobs first, as autovacuum soon would")
     parser.add_argument("--drop-index", action="append", default=[], metavar="NAME",
                         help="drop this index of the queue table first (repeatable)")
+    parser.add_argument("--url", help="a server on this machine to use instead of a fresh "
+                        "pgserver cluster (its schema bench_ours is replaced); with "
+                        "pg_stat_statements there, each statement's cost is printed too")
     args = parser.parse_args()
     dropped = [*(DASHBOARD_INDEXES if args.without_dashboard_indexes else []), *args.drop_index]
 
-    with broker_bench.fresh_server("bench-profile-") as url:
+    server = (contextlib.nullcontext(args.url) if args.url
+              else broker_bench.fresh_server("bench-profile-"))
+    with server as url:
         broker_bench.reset_schema(url, "ours")
         for index in dropped:
             broker_bench.execute(url, f"DROP INDEX {broker_bench.SCHEMAS['ours']}.{index}")
@@ -74,6 +93,10 @@ def main() -> None:
         # is drained before start_worker returns. The worker's CPU counts from
         # its ready line, so its imports are left out.
         before = broker_bench.execute(url, COUNTERS)[0]
+        (profiled,) = broker_bench.execute(
+            url, "SELECT to_regclass('pg_stat_statements') IS NOT NULL")[0]
+        if profiled:
+            broker_bench.execute(url, "SELECT pg_stat_statements_reset()")
         server_cpu = cpu_seconds(postmaster)
         worker = broker_bench.start_worker(url, "ours", processes=args.processes)
         try:
@@ -85,6 +108,7 @@ def main() -> None:
             server_cpu = cpu_seconds(postmaster) - server_cpu
             worker_cpu = cpu_seconds(psutil.Process(worker.pid)) - worker_cpu
             after = broker_bench.execute(url, COUNTERS)[0]
+            statements = broker_bench.execute(url, STATEMENTS) if profiled else []
         finally:
             broker_bench.stop_worker(worker)
         rate = args.jobs / broker_bench.processing_window(url, "ours")
@@ -98,6 +122,9 @@ def main() -> None:
           f"{flushes:.3f} WAL flushes, {commits:.3f} commits, "
           f"server CPU {server_cpu / args.jobs * 1e6:.0f} us, "
           f"worker CPU {worker_cpu / args.jobs * 1e6:.0f} us")
+    for milliseconds, calls, rows, blocks, query in statements:
+        print(f"  {milliseconds / args.jobs * 1e3:5.1f} us a job, {calls:,} calls, "
+              f"{rows / calls:.1f} rows and {blocks / calls:.0f} buffers a call: {query}")
 
 
 if __name__ == "__main__":
