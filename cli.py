@@ -174,6 +174,8 @@ def sandbox_report(settings: Any = None) -> dict[str, Any]:
         "isolates_untrusted_code": runtime.isolates,
         "note": ("a locked-down container per fix attempt" if runtime.isolates else
                  "NOT for untrusted fixers: use the container runtime"),
+        # None: this runtime would refuse to run a fixer on this machine.
+        "confinement": runtime.confinement(),
         "image": config.image if runtime.isolates else None,
         "network": config.network or "none",
         "env_allow": [name for name, _ in config.extra_env],

@@ -22,10 +22,12 @@ import os
 import socket
 import threading
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .config import SandboxConfig
+from .engine_paths import EnginePaths
 from .layout import CONTAINER_ROOT
 from .report import CappedOutput, read_report
 from .runtime import FixerResult, FixerRun, SandboxError
@@ -70,6 +72,13 @@ class DockerRuntime:
 
     def __init__(self, config: SandboxConfig, client: Any) -> None:
         self.config, self.client = config, client
+
+    def confinement(self) -> str:
+        return "a locked-down container per attempt"
+
+    @cached_property
+    def _engine_paths(self) -> EnginePaths:
+        return EnginePaths.of_client(self.client)
 
     def run(self, run: FixerRun) -> FixerResult:
         from docker.errors import APIError, ImageNotFound
@@ -139,7 +148,8 @@ class DockerRuntime:
             environment=run.environment(config, root, f"{root}/checkout"),
             user=user,
             working_dir=f"{root}/checkout",
-            mounts=[Mount(target=root, source=str(run.layout.work), type="bind")],
+            mounts=[Mount(target=root, source=self._engine_paths.source(run.layout.work),
+                          type="bind")],
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs}"},
             security_opt=["no-new-privileges"],

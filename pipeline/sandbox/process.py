@@ -19,8 +19,13 @@ As root, each fix job's fixer runs:
 
 Not root, it uses a user namespace for the same namespaces when the kernel
 allows unprivileged ones (then no uid of its own and no process rlimit: those
-count all of the user's processes), or else only rlimits and a process group.
-The environment is the same exact contract as in a container.
+count all of the user's processes). Where the kernel refuses them too (a
+container under Docker's default seccomp profile, a kernel with
+``unprivileged_userns_clone=0``) it refuses to run a fixer: as the worker's own
+user, in the worker's PID and network namespaces, a fixer could read the
+worker's environment (``/proc/<pid>/environ``: ``DATABASE_URL`` and every
+token) and reach the database. The environment is the same exact contract as in
+a container.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from pathlib import Path
 from .config import SandboxConfig
 from .layout import SandboxLayout
 from .report import CappedOutput, read_report
-from .runtime import FixerResult, FixerRun
+from .runtime import FixerResult, FixerRun, SandboxError
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +150,6 @@ class ProcessRuntime:
             confined += ["--reuid", uid, "--regid", uid, "--clear-groups",
                          "--inh-caps=-all", "--bounding-set=-all"]
         confined += ["--", *run.command]
-        if not root and not self._userns:
-            return confined
         namespaces = ["unshare", "--net", "--pid", "--kill-child", "--mount-proc", "--ipc",
                       "--uts"]
         if not root:
@@ -158,7 +161,19 @@ class ProcessRuntime:
                                         self.config.workspace_dir.resolve())),
                 *confined]
 
+    def confinement(self) -> str | None:
+        """How this process can confine a fixer, or None if it cannot."""
+        if os.geteuid() == 0:
+            return "namespaces and a uid of its own"
+        return "a user namespace" if self._userns else None
+
     def run(self, run: FixerRun) -> FixerResult:
+        if self.confinement() is None:
+            raise SandboxError(
+                "the process runtime cannot confine a fixer here: not root and no user "
+                "namespaces, so it would run as the worker's own user, able to read the "
+                "worker's environment and reach its network; run execute-fix with the "
+                "docker runtime (JOBS_SANDBOX__RUNTIME=docker)")
         self.cleanup(run.fix_job_id)
         layout = run.layout
         if os.geteuid() == 0:

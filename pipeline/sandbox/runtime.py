@@ -84,6 +84,10 @@ class Runtime(Protocol):
     #  Whether this runtime is a boundary for untrusted code.
     isolates: bool
 
+    def confinement(self) -> str | None:
+        """What confines a fixer here, or None if this runtime refuses to run one."""
+        ...
+
     def run(self, run: FixerRun) -> FixerResult: ...
 
     def cleanup(self, fix_job_id: str) -> list[str]:

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.sandbox import SandboxConfig
+from pipeline.sandbox.container import LABEL_JOB, docker_client
 from tests.acceptance.docker_support import (
     MEASURED,
     Stopwatch,
@@ -36,6 +38,8 @@ from tests.acceptance.docker_support import (
 )
 from tests.support import free_port, http_get, wait_for
 from tests.support.environment import RUN
+from tests.support.pipeline import make_repo
+from tests.support.sandbox import IMAGE_FIXERS, build_test_image
 
 OVERRIDE = "docker-compose.registry-less.yml"
 
@@ -119,10 +123,29 @@ class Stack:
         return answer["data"]
 
 
-def override_for_tests(config: dict, worker_image: str, path: Path) -> Path:
+@dataclass(frozen=True)
+class FixSetup:
+    """What a user adds to run fixes (a fixer image and its command), plus a
+    repository the workers may clone from disk: the stack has no git host."""
+
+    fixer_image: str
+    repository: Path
+
+    CONTAINER_REPOSITORY = "/srv/sample-repo"
+
+    def environment(self) -> dict[str, str]:
+        return {"JOBS_FIXER_COMMAND": f"python3 {IMAGE_FIXERS}/fix_ok.py",
+                "JOBS_SANDBOX__IMAGE": self.fixer_image, "JOBS_GIT_PROTOCOLS": "file"}
+
+    def volume(self) -> str:
+        return f"{self.repository}:{self.CONTAINER_REPOSITORY}:ro"
+
+
+def override_for_tests(config: dict, worker_image: str, path: Path, fix: FixSetup) -> Path:
     """A test-only override: the worker services build under the acceptance tag
-    (not over a user's pts-jobs-worker), and each health check, the stack's own,
-    is polled every second instead of its production interval (30-60 s)."""
+    (not over a user's pts-jobs-worker), each health check, the stack's own, is
+    polled every second instead of its production interval (30-60 s), and the
+    workers get ``fix``'s repository and settings."""
     services: dict[str, dict] = {}
     for name, spec in config["services"].items():
         if spec.get("profiles"):
@@ -130,6 +153,8 @@ def override_for_tests(config: dict, worker_image: str, path: Path) -> Path:
         override: dict = services.setdefault(name, {})
         if "build" in spec:
             override["image"] = worker_image
+            override["environment"] = fix.environment()
+            override["volumes"] = [fix.volume()]
         check = spec.get("healthcheck") or {}
         if not check.get("disable") and check.get("test") != ["NONE"]:
             override["healthcheck"] = {"interval": "1s", "start_period": "1s"}
@@ -141,7 +166,16 @@ def override_for_tests(config: dict, worker_image: str, path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(source_tree, worker_image, tmp_path_factory) -> Iterator[Stack]:
+def fix_setup(tmp_path_factory) -> FixSetup:
+    sandbox_config = SandboxConfig(workspace_dir=Path("/nonexistent"))
+    repository = make_repo(tmp_path_factory.mktemp("compose-repo") / "repo")
+    # The workers run as uid 10001; git refuses a repository another user owns.
+    subprocess.run(["chown", "-R", "10001:10001", str(repository)], check=True)
+    return FixSetup(build_test_image(docker_client(sandbox_config)), repository)
+
+
+@pytest.fixture(scope="module")
+def stack(source_tree, worker_image, fix_setup, tmp_path_factory) -> Iterator[Stack]:
     command = compose_command()
     env = {**os.environ, "COMPOSE_PROJECT_NAME": f"pts-accept-{RUN}",
            "POSTGRES_PASSWORD": uuid.uuid4().hex, "GRAFANA_ADMIN_PASSWORD": uuid.uuid4().hex,
@@ -159,7 +193,8 @@ def stack(source_tree, worker_image, tmp_path_factory) -> Iterator[Stack]:
     stack = Stack(command, source_tree, env, {})
     stack.config = yaml.safe_load(stack.compose("config"))
     extra = override_for_tests(stack.config, worker_image,
-                          tmp_path_factory.mktemp("compose") / "test-override.yml")
+                               tmp_path_factory.mktemp("compose") / "test-override.yml",
+                               fix_setup)
     env["COMPOSE_FILE"] = os.pathsep.join([*files, str(extra)])
     MEASURED["compose files"] = ", ".join(files)
     try:
@@ -217,6 +252,76 @@ def test_a_bug_report_goes_through_the_pipeline_and_its_mail_reaches_the_catcher
 
     (mail,) = wait_for(caught, timeout=60, interval=0.5, what=f"the mail to {reporter}")
     assert mail["Subject"]
+
+
+def in_worker(stack: Stack, script: str, timeout: float = 60) -> str:
+    """What ``script`` prints, run by Python in the stack's light worker."""
+    return stack.compose("exec", "-T", "worker", "python", "-c", script,
+                         timeout=timeout).strip()
+
+
+def test_a_fix_runs_in_a_container_of_the_hosts_engine_and_is_cleaned_up(stack, fix_setup):
+    since = str(int(time.time()) - 1)
+    fix_job_id = in_worker(stack, (
+        "from actors import analyze_codebase, process_bug_report\n"
+        "from actors.execute_fix import queue_fix\n"
+        "from actors.process_bug_report import receive\n"
+        "from actors.runtime import current\n"
+        "from pipeline.codebase import link_repository\n"
+        "run = current()\n"
+        f"link = link_repository(run.db, run.pipeline, 'file://{fix_setup.CONTAINER_REPOSITORY}',"
+        " 'main')\n"
+        "bug = receive(raw_text='add() subtracts\\nAssertionError: 0 != 4',"
+        " reporter_email='ada@example.com', repo_link_id=link)\n"
+        "process_bug_report.send(bug_report_id=bug)\n"
+        "analyze_codebase.send(repo_link_id=link, triggered_by='link')\n"
+        # A fix needs the report parsed and the repository analysed.
+        "import time\n"
+        "from pipeline.errors import MissingRecord\n"
+        "deadline = time.monotonic() + 120\n"
+        "while True:\n"
+        "    try:\n"
+        "        print(queue_fix(bug))\n"
+        "        break\n"
+        "    except MissingRecord:\n"
+        "        if time.monotonic() > deadline:\n"
+        "            raise\n"
+        "        time.sleep(0.5)\n"
+    ), timeout=180).splitlines()[-1]
+
+    def fix_job() -> dict:
+        return json.loads(in_worker(stack, (
+            "import json\n"
+            "from actors.runtime import current\n"
+            f"row = current().db.one('fix_job_get', id={fix_job_id!r})\n"
+            "print(json.dumps({k: row[k] for k in ('status', 'patch', 'attempts')}))\n")))
+
+    wait_for(lambda: fix_job()["status"] in ("succeeded", "failed"), timeout=180, interval=1,
+             what="the fix to finish")
+    stored = fix_job()
+    assert (stored["status"], stored["attempts"]) == ("succeeded", 1), stored
+    assert "+    return a + b" in stored["patch"]
+
+    # The fixer ran in a container of the host's engine, started by worker-fix
+    # through the socket, and the cleanup job removed it and its sandbox.
+    created = docker("events", "--since", since, "--until", str(int(time.time()) + 1),
+                     "--filter", "event=create", "--filter", f"label={LABEL_JOB}={fix_job_id}",
+                     "--format", "{{.Actor.Attributes.image}}").split()
+    assert created == [fix_setup.fixer_image]
+    wait_for(lambda: not docker("ps", "-a", "-q", "--filter", f"label={LABEL_JOB}={fix_job_id}"),
+             timeout=60, interval=1, what="the fixer's container to be removed")
+    (fix_worker,) = stack.containers("worker-fix")
+    wait_for(lambda: docker("exec", fix_worker, "ls", "/var/lib/pts-jobs/workspace/sandboxes",
+                            check=False).split() == [], timeout=60, interval=1,
+             what="the sandbox to be removed")
+    # worker-fix started as root and dropped it: the socket's group is all it kept.
+    status = dict(line.split(":", 1) for line in
+                  docker("exec", fix_worker, "cat", "/proc/1/status").splitlines())
+    socket_gid = docker("exec", fix_worker, "stat", "-c", "%g", "/var/run/docker.sock").strip()
+    assert status["Uid"].split() == ["10001"] * 4, status["Uid"]
+    assert status["Groups"].split() == [socket_gid]
+    assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == 0
+    assert int(status["NoNewPrivs"]) == 1
 
 
 def scraped_workers(stack: Stack) -> dict[str, str]:

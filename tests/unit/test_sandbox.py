@@ -155,6 +155,62 @@ def test_the_process_runtime_confines_the_fixer_in_namespaces_as_its_own_uid(
     assert runtime.uid_of(fix) == ProcessRuntime(runtime.config).uid_of(fix)  # every attempt
 
 
+def test_the_process_runtime_refuses_a_fixer_it_cannot_keep_from_the_workers_secrets(
+        tmp_path, monkeypatch):
+    # Not root and no user namespaces (a container under Docker's seccomp
+    # profile): the fixer would be the worker's user, in its PID namespace.
+    import time
+
+    from pipeline.sandbox import FixerRun, SandboxError
+    from pipeline.sandbox.process import ProcessRuntime
+
+    monkeypatch.setattr(os, "geteuid", lambda: 10001)
+    runtime = ProcessRuntime(SandboxConfig(workspace_dir=tmp_path))
+    runtime.__dict__["_userns"] = False
+    fix = str(uuid.uuid4())
+    layout = SandboxLayout.of(tmp_path / "sandboxes", fix)
+    ran = tmp_path / "ran"
+
+    with pytest.raises(SandboxError, match=r"cannot confine a fixer here.*docker runtime"):
+        runtime.run(FixerRun(fix, 1, ("touch", str(ran)), layout, time.monotonic() + 60))
+    assert runtime.confinement() is None and not ran.exists()
+
+
+MOUNTINFO = """\
+631 555 0:52 / / rw,relatime master:1 - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/X
+640 631 8:1 /var/lib/docker/containers/{id}/resolv.conf /etc/resolv.conf rw - ext4 /dev/sda1 rw
+641 631 8:1 /var/lib/docker/containers/{id}/hostname /etc/hostname rw - ext4 /dev/sda1 rw
+643 631 8:1 /var/lib/docker/volumes/p_ws/_data /var/lib/pts-jobs/workspace rw - ext4 /dev/sda1 rw
+"""
+
+
+def test_a_worker_in_a_container_knows_its_container_from_its_mounts():
+    from pipeline.sandbox.engine_paths import own_container_id
+
+    container_id = "ab" * 32
+    assert own_container_id(MOUNTINFO.format(id=container_id)) == container_id
+    assert own_container_id("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n") is None  # on the host
+
+
+def test_sandbox_paths_are_translated_through_the_worker_containers_mounts():
+    from pathlib import Path
+
+    from pipeline.sandbox import SandboxError
+    from pipeline.sandbox.engine_paths import EnginePaths
+
+    paths = EnginePaths([
+        {"Destination": "/var/lib/pts-jobs", "Source": "/srv/outer"},
+        {"Destination": "/var/lib/pts-jobs/workspace",
+         "Source": "/var/lib/docker/volumes/p_fix-workspace/_data"},
+    ])
+    work = Path("/var/lib/pts-jobs/workspace/sandboxes/1234/work")
+    assert paths.source(work) == "/var/lib/docker/volumes/p_fix-workspace/_data/sandboxes/1234/work"
+    assert paths.source(Path("/var/lib/pts-jobs/x")) == "/srv/outer/x"
+    with pytest.raises(SandboxError, match="not on a volume"):
+        paths.source(Path("/home/worker/.workspace/sandboxes/1234/work"))
+    assert EnginePaths(None).source(work) == str(work)  # on the engine's host
+
+
 def test_pts_jobs_sandbox_says_plainly_when_fixers_would_not_be_isolated():
     import cli
     from settings import load_settings
