@@ -221,9 +221,12 @@ def test_the_image_holds_the_worker_and_nothing_of_development(worker_image):
     leftovers = docker("run", "--rm", "--network", "none", worker_image, "sh", "-c",
                        "ls -d /src /wheels /home/worker/.venv 2>/dev/null || true")
     assert leftovers.strip() == ""
+    # git, which analyses and fixes clone with (about 100 MB with the perl it needs).
+    assert docker("run", "--rm", "--network", "none", worker_image,
+                  "git", "--version").startswith("git version")
     added = image_size_mb(worker_image) - image_size_mb("python:3.11-slim")
     MEASURED["worker image layers over python:3.11-slim"] = f"{added:.0f} MB"
-    assert added < 120, f"the project adds {added:.0f} MB to its base image"
+    assert added < 170, f"the project adds {added:.0f} MB to its base image"
 
 
 def test_the_build_context_leaves_out_what_a_checkout_accumulates(docker_engine, tmp_path):
