@@ -73,10 +73,16 @@ def test_execute_fix_runs_one_at_a_time_per_worker_and_the_light_queues_elsewher
     fix = SERVICES["worker-fix"]["environment"]
     light = SERVICES["worker"]["environment"]
     all_queues = set(policies_by_queue())
+    # Where the Docker engine is: the fixes, and the cleanup of their containers.
+    engine_queues = {"execute-fix", "cleanup-container"}
 
-    assert fix["DRAMATIQ_QUEUES"].split() == ["execute-fix"]
-    assert fix["DRAMATIQ_THREADS"] == "1"
-    assert set(light["DRAMATIQ_QUEUES"].split()) == all_queues - {"execute-fix"}
+    assert set(fix["DRAMATIQ_QUEUES"].split()) == engine_queues
+    assert fix["JOBS_SANDBOX__RUNTIME"] == "docker"
+    # One process, and execute_fix's concurrency of 1 a process: one fix at a
+    # time, while cleanups take the other threads.
+    assert fix["DRAMATIQ_PROCESSES"] == "1" and int(fix["DRAMATIQ_THREADS"]) > 1
+    assert load_settings().policies.execute_fix.concurrency == 1
+    assert set(light["DRAMATIQ_QUEUES"].split()) == all_queues - engine_queues
     assert int(light["DRAMATIQ_THREADS"]) > 1
 
 

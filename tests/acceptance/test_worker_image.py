@@ -242,3 +242,31 @@ def test_the_build_context_leaves_out_what_a_checkout_accumulates(docker_engine,
     assert {"pyproject.toml", "constraints.txt", "actors", "pgbroker"} <= sent
     assert not sent & {".git", ".venv", ".pgdata", ".env", ".workspace", "build", "tests",
                        ".pytest_cache", ".mypy_cache", "pts_jobs.egg-info"}, sent
+
+
+REFUSED_FIX = """
+import time, uuid
+from pathlib import Path
+from pipeline.sandbox import FixerRun, SandboxConfig, SandboxError, SandboxLayout, choose_runtime
+config = SandboxConfig(workspace_dir=Path("/tmp/workspace"), runtime="process")
+fix = str(uuid.uuid4())
+layout = SandboxLayout.of(config.sandboxes_dir, fix)
+layout.create()
+layout.checkout.mkdir()
+command = ("sh", "-c", "cat /proc/1/environ > /tmp/stolen")
+try:
+    choose_runtime(config).run(FixerRun(fix, 1, command, layout, time.monotonic() + 60))
+except SandboxError as error:
+    print("refused:", error)
+print("stolen" if Path("/tmp/stolen").exists() else "nothing stolen")
+"""
+
+
+def test_in_the_image_as_its_own_user_the_process_runtime_refuses_to_run_a_fixer(worker_image):
+    # As users run it: non-root, Docker's default seccomp profile (no user
+    # namespaces). A fixer here would be the worker's user, beside PID 1.
+    out = docker("run", "--rm", "--network", "none", "-e",
+                 "DATABASE_URL=postgresql://u:hunter2@db/x", worker_image,
+                 "python", "-c", REFUSED_FIX)
+    assert "refused: the process runtime cannot confine a fixer here" in out, out
+    assert out.strip().endswith("nothing stolen"), out
