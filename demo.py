@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     if "JOBS_FIXER_COMMAND" not in os.environ:
         os.environ["JOBS_FIXER_COMMAND"] = f"{sys.executable} {ROOT / 'examples/fixer.py'}"
         os.environ.setdefault("JOBS_SANDBOX__RUNTIME", "process")
+        # It is this project's code: run it even where the process runtime
+        # cannot confine it (not root, no user namespaces), which a real fixer
+        # never is.
+        os.environ.setdefault("JOBS_SANDBOX__ALLOW_UNCONFINED", "true")
     worker = subprocess.Popen(
         [sys.executable, "-m", "dramatiq", "actors", "--processes", "1",
          "--threads", str(args.threads)],

@@ -238,6 +238,10 @@ class SandboxSettings(BaseModel):
     env_allow: tuple[str, ...] = ()
     # The fixer's user in the container (non-root).
     uid: Annotated[int, Field(ge=1, le=2**31 - 1)] = 10001
+    # Process runtime where it cannot confine a fixer (not root, no user
+    # namespaces): run it anyway, as the worker's own user. Only for a fixer one
+    # trusts as much as the worker (the demo's stand-in); otherwise refused.
+    allow_unconfined: bool = False
     # Process runtime, as root: each fix job runs as its own uid, from this base.
     process_uid_base: Annotated[int, Field(ge=1000, le=2**31 - 2**17)] = 200_000
     # Bytes of fixer output kept (the last ones), and the largest report read.

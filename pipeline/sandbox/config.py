@@ -32,6 +32,7 @@ class SandboxConfig:
     # Extra variables given to the fixer (name -> value), already allow-listed.
     extra_env: tuple[tuple[str, str], ...] = ()
     uid: int = 10001
+    allow_unconfined: bool = False
     process_uid_base: int = 200_000
     output_limit: int = 200_000
     report_limit: int = 64_000
@@ -57,6 +58,7 @@ class SandboxConfig:
             docker_url=sandbox.docker_url,
             extra_env=tuple(sorted(sandbox.allowed_environment().items())),
             uid=sandbox.uid,
+            allow_unconfined=sandbox.allow_unconfined,
             process_uid_base=sandbox.process_uid_base,
             output_limit=sandbox.output_limit,
             report_limit=sandbox.report_limit,

@@ -176,6 +176,28 @@ def test_the_process_runtime_refuses_a_fixer_it_cannot_keep_from_the_workers_sec
     assert runtime.confinement() is None and not ran.exists()
 
 
+def test_a_trusted_fixer_runs_unconfined_only_when_the_operator_says_so(tmp_path, monkeypatch,
+                                                                       caplog):
+    import time
+
+    from pipeline.sandbox import FixerRun
+    from pipeline.sandbox.process import ProcessRuntime
+
+    runtime = ProcessRuntime(SandboxConfig(workspace_dir=tmp_path, allow_unconfined=True))
+    runtime.__dict__["_userns"] = False
+    fix = str(uuid.uuid4())
+    layout = SandboxLayout.of(tmp_path / "sandboxes", fix)
+    layout.create()
+    layout.checkout.mkdir()
+    ran = tmp_path / "ran"
+    monkeypatch.setattr(os, "geteuid", lambda: 10001)
+
+    result = runtime.run(FixerRun(fix, 1, ("touch", str(ran)), layout, time.monotonic() + 60))
+
+    assert result.exit_code == 0 and ran.exists()
+    assert "runs unconfined" in caplog.text
+
+
 MOUNTINFO = """\
 631 555 0:52 / / rw,relatime master:1 - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/X
 640 631 8:1 /var/lib/docker/containers/{id}/resolv.conf /etc/resolv.conf rw - ext4 /dev/sda1 rw
