@@ -157,6 +157,7 @@ class PostgresBroker(Broker):
             inflight=self.inflight,
             queues=self._consumed_queues,
             problem=lambda: worker_problem(list(self.workers), draining=self.draining),
+            lease_seconds=lease_timeout,
             heartbeat_interval=heartbeat_interval,
             rescue_interval=rescue_interval,
         )
@@ -564,13 +565,15 @@ class PostgresBroker(Broker):
         Returns ([(delivery, message text, message bytes)], seconds until the
         queue's next delayed message is due, or None).
         """
+        # The server starts each lease at its now(), after this moment.
+        lease_until = time.monotonic() + self.lease_timeout
         rows = self.fetch(
             "claim", queue_name=queue_name, limit=limit, owner=self.owner,
             lease_seconds=self.lease_timeout,
         )
         next_due = rows[-1][4]
         claimed = [
-            (Delivery(message_id, delivery_id, queue_name), text, data)
+            (Delivery(message_id, delivery_id, queue_name, lease_until=lease_until), text, data)
             for message_id, delivery_id, text, data, _ in rows[:-1]
         ]
         self.inflight.add(delivery for delivery, _, _ in claimed)

@@ -26,6 +26,23 @@ logger = logging.getLogger(__name__)
 # Errors after which a connection cannot be trusted and is closed.
 DISCONNECTS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
+# What libpq and the server say when the server itself is down: its host
+# refuses the connection, or the postmaster answers that it is not accepting
+# any. Then no other worker is connected either. Everything else (a timeout, an
+# unreachable network, a connection closed midway) may be this process's path
+# alone, the server up for everyone else.
+_SERVER_DOWN = ("Connection refused", "the database system is shutting down",
+                "the database system is starting up", "the database system is in recovery mode",
+                "the database system is not yet accepting connections",
+                "the database system is not accepting connections")
+
+
+def server_down(error: BaseException) -> bool:
+    """Whether ``error`` shows the server down for every client, not just this one."""
+    text = str(error)
+    return any(sign in text for sign in _SERVER_DOWN)
+
+
 # TCP keepalives let a dead server or a cut network surface as an error within
 # about 30 s instead of hanging a consumer on a half-open socket.
 KEEPALIVES = dict(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)

@@ -57,6 +57,9 @@ class Delivery:
     message_id: str
     delivery_id: str
     queue_name: str
+    # Until when (time.monotonic()) this process knows its lease holds: the
+    # moment the claim or the last renewal was sent, plus the lease.
+    lease_until: float = 0.0
     # The thread running the job, while it runs.
     thread_id: int | None = None
     # Stopped: taken by another delivery, or cancelled.
@@ -122,14 +125,15 @@ class Delivery:
         if getattr(_bound, "delivery", None) is self:
             _bound.delivery = None
 
-    def stop(self) -> None:
-        """This delivery lost its message: run the hooks, interrupt the job.
+    def stop(self, why: str = "lost its lease to another worker") -> None:
+        """This delivery lost its message, or may lose it (``why``): run the
+        hooks, interrupt the job.
 
         Safe to call more than once; only the first call acts.
         """
         if self._stop(LeaseLost):
-            logger.warning("message %s: delivery %s lost its lease to another worker; "
-                           "stopping it", self.message_id, self.delivery_id)
+            logger.warning("message %s: delivery %s %s; stopping it",
+                           self.message_id, self.delivery_id, why)
 
     def cancel(self) -> None:
         """An operator cancelled the job: stop it as :meth:`stop` does, with

@@ -10,6 +10,17 @@ The rescuer runs more often than the heartbeat: a worker whose session
 vanished is dead, and its jobs go back within about ``rescue_interval``; a
 lapsed lease (a cut or frozen worker) is taken only once the database has been
 up and watched for a full lease.
+
+A worker cut off from the database cannot renew, and cannot learn that its
+lease lapsed and its job was taken: it would run on beside the rescued copy.
+So a watch, on a thread of its own (a renewal may hang on a cut network),
+stops every delivery whose lease this process cannot vouch for any more: one
+heartbeat before the lease it last renewed runs out. Unless the server itself
+is known to be down (``db.server_down``: its host refuses, or it says it is
+starting or stopping), seen at most a few retries ago: then no worker can take
+the job, and after the server is back every rescuer waits a full lease, in
+which this one renews. So a PostgreSQL restart or outage stops nothing, and a
+cut-off worker stops its jobs before anyone else may start them.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from .db import DISCONNECTS
+from .db import DISCONNECTS, server_down
 from .delivery import Delivery
 from .registry import WorkerSession
 
@@ -96,6 +107,7 @@ class LeaseKeeper:
         inflight: Inflight,
         queues: Callable[[], Iterable[str]],
         problem: Callable[[], str | None] = lambda: None,
+        lease_seconds: float,
         heartbeat_interval: float,
         rescue_interval: float,
     ) -> None:
@@ -104,10 +116,18 @@ class LeaseKeeper:
         self._inflight = inflight
         self._queues = queues
         self._problem = problem
+        self.lease_seconds = lease_seconds
         self.heartbeat_interval = heartbeat_interval
         self.rescue_interval = rescue_interval
+        # After a failed beat, the next try comes this much later.
+        self.retry_interval = min(rescue_interval, heartbeat_interval)
+        # A delivery is stopped this long before its lease may lapse.
+        self.stop_margin = min(heartbeat_interval, lease_seconds / 4)
+        # When a failed beat last showed the server down for everyone (monotonic).
+        self._server_down_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watch_thread: threading.Thread | None = None
         self._users = 0
         self._users_lock = threading.Lock()
 
@@ -121,6 +141,9 @@ class LeaseKeeper:
             self._session = self._session_factory()
             self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
             self._thread.start()
+            self._watch_thread = threading.Thread(target=self._watch, name="lease-watch",
+                                                  daemon=True)
+            self._watch_thread.start()
 
     def stop(self, *, forget: bool = True, all_users: bool = False) -> None:
         """Stop when the last user stops (or at once, with ``all_users``); with
@@ -132,6 +155,9 @@ class LeaseKeeper:
             self._stop.set()
             self._thread.join(timeout=10)
             self._thread = None
+            if self._watch_thread is not None:
+                self._watch_thread.join(timeout=10)
+                self._watch_thread = None
             session, self._session = self._session, None
         if session is None:
             return
@@ -145,14 +171,38 @@ class LeaseKeeper:
     def beat(self, session: WorkerSession) -> None:
         """Renew leases, stop lost deliveries, refresh the registry row."""
         held = self._inflight.held()
+        # The server pushes each lease to its now() plus a lease: after this moment.
+        lease_until = time.monotonic() + self.lease_seconds
         to_stop = session.renew([(d.message_id, d.delivery_id) for d in held])
+        self._server_down_at = None
         for delivery in held:
             why = to_stop.get(delivery.delivery_id)
             if why == "taken":
                 delivery.stop()
             elif why == "cancelled":
                 delivery.cancel()
+            else:
+                delivery.lease_until = max(delivery.lease_until, lease_until)
         session.heartbeat(self._queues(), self._problem())
+
+    def watch(self, now: float) -> list[Delivery]:
+        """Stop the deliveries whose lease may lapse before the next look; returns them."""
+        down_at = self._server_down_at
+        if down_at is not None and now - down_at <= 3 * self.retry_interval:
+            return []  # nobody can take a job from a server that is down
+        expiring = [d for d in self._inflight.held()
+                    if now >= d.lease_until - self.stop_margin]
+        for delivery in expiring:
+            delivery.stop(f"could not renew its lease for {self.lease_seconds - self.stop_margin:g}"
+                          " s, and another worker may take it")
+        return expiring
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.stop_margin / 5):
+            try:
+                self.watch(time.monotonic())
+            except Exception:  # pragma: no cover - a bug here must not end the watch
+                logger.exception("lease watch failed")
 
     def _run(self) -> None:
         session = self._session
@@ -170,10 +220,12 @@ class LeaseKeeper:
                     if rescued:
                         logger.warning("rescued %d messages from workers that are gone", rescued)
             except DISCONNECTS as error:
+                self._server_down_at = time.monotonic() if server_down(error) else None
                 logger.warning("heartbeat failed (%s); will retry", str(error).strip())
                 next_beat = 0.0  # renew first thing after reconnecting
-                self._stop.wait(min(self.rescue_interval, self.heartbeat_interval))
+                self._stop.wait(self.retry_interval)
             except Exception:
+                self._server_down_at = None
                 logger.exception("heartbeat failed")
-                self._stop.wait(min(self.rescue_interval, self.heartbeat_interval))
+                self._stop.wait(self.retry_interval)
             self._stop.wait(max(min(next_beat, next_rescue) - time.monotonic(), 0.001))

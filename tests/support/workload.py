@@ -34,12 +34,14 @@ def policy(queue: str, **overrides) -> JobPolicy:
     return JobPolicy(**{**values, **overrides})
 
 
-def record(key: str, note: str = "") -> int:
-    """Store one run of ``key``; returns how many runs it has now."""
+def record(key: str, note: str = "", at: float | None = None) -> int:
+    """Store one run of ``key`` (``at``: when it happened, epoch seconds, if
+    not now); returns how many runs it has now."""
     with broker.pool.connection(5) as conn, conn, conn.cursor() as cur:
         table = sql.Identifier(broker.schema, "test_runs")
-        cur.execute(sql.SQL("INSERT INTO {} (key, note, pid) VALUES (%s, %s, %s)").format(table),
-                    (key, note, os.getpid()))
+        cur.execute(sql.SQL("INSERT INTO {} (key, note, pid, at) VALUES "
+                            "(%s, %s, %s, coalesce(to_timestamp(%s), clock_timestamp()))"
+                            ).format(table), (key, note, os.getpid(), at))
         cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE key = %s AND note = %s").format(table),
                     (key, note))
         return cur.fetchone()[0]
@@ -144,17 +146,29 @@ def probe_long(payload: Probe) -> None:
 
     delivery = current_delivery()
     assert delivery is not None
-
-    def note_stop() -> None:  # as a sandbox would stop the job's container
-        record(payload.key, "stop-hook")
-
-    delivery.on_stop(note_stop)
+    # As a sandbox would stop the job's container: at once, database or not.
+    stopped_at: list[float] = []
+    delivery.on_stop(lambda: stopped_at.append(time.time()))
     record(payload.key, "start")
     try:
         deadline = time.monotonic() + payload.seconds
         while time.monotonic() < deadline:
             time.sleep(0.05)
     except LeaseLost:
-        record(payload.key, "lease-lost")
+        lost_at = time.time()
+        # Cut off from the database, the job stops before it can say so: its
+        # notes keep the moments they happened and wait for the database.
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if stopped_at:
+                    record(payload.key, "stop-hook", at=stopped_at[0])
+                    stopped_at.clear()
+                record(payload.key, "lease-lost", at=lost_at)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         raise
     record(payload.key, "end")
