@@ -23,6 +23,9 @@ from .errors import InvalidMessage
 
 # Payloads are ids and small documents; a megabyte of JSON is a mistake.
 MAX_MESSAGE_BYTES = 1024 * 1024
+# Dramatiq's JSON, made strict (PostgreSQL refuses NaN) and compact. One
+# encoder for every message: json.dumps() with options builds one per call.
+_STRICT_JSON = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
 
 
 def _refuse_constant(name: str) -> Any:
@@ -67,8 +70,7 @@ def encode(message: Message | MessageProxy, *, encoder: Encoder | None = None,
     if type(encoder) is JSONEncoder:
         # Dramatiq's own encoder, made strict: PostgreSQL refuses NaN and NUL.
         try:
-            text = json.dumps(fields, allow_nan=False, ensure_ascii=False,
-                              separators=(",", ":"))
+            text = _STRICT_JSON.encode(fields)
         except (TypeError, ValueError) as error:
             raise InvalidMessage(
                 f"message for {plain.actor_name!r} is not valid JSON: {error}"
@@ -78,12 +80,15 @@ def encode(message: Message | MessageProxy, *, encoder: Encoder | None = None,
                 f"message for {plain.actor_name!r} contains a NUL character (\\u0000), "
                 "which PostgreSQL cannot store"
             )
-        try:
-            size = len(text.encode("utf-8"))
-        except UnicodeEncodeError as error:
-            raise InvalidMessage(
-                f"message for {plain.actor_name!r} is not valid Unicode: {error.reason}"
-            ) from None
+        if text.isascii():  # a flag of the string: no need to encode it to count
+            size = len(text)
+        else:
+            try:
+                size = len(text.encode("utf-8"))
+            except UnicodeEncodeError as error:
+                raise InvalidMessage(
+                    f"message for {plain.actor_name!r} is not valid Unicode: {error.reason}"
+                ) from None
         _check_size(plain, size, max_bytes)
         return text, None
     try:
