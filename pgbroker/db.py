@@ -27,11 +27,12 @@ logger = logging.getLogger(__name__)
 DISCONNECTS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 # What libpq and the server say when the server itself is down: its host
-# refuses the connection, or the postmaster answers that it is not accepting
-# any. Then no other worker is connected either. Everything else (a timeout, an
-# unreachable network, a connection closed midway) may be this process's path
-# alone, the server up for everyone else.
-_SERVER_DOWN = ("Connection refused", "the database system is shutting down",
+# refuses the connection, its unix socket is gone, or the postmaster answers
+# that it is not accepting any. Then no other worker is connected either.
+# Everything else (a timeout, an unreachable network, a connection closed
+# midway) may be this process's path alone, the server up for everyone else.
+_SERVER_DOWN = ("Connection refused", "No such file or directory",
+                "the database system is shutting down",
                 "the database system is starting up", "the database system is in recovery mode",
                 "the database system is not yet accepting connections",
                 "the database system is not accepting connections")

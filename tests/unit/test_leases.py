@@ -45,6 +45,8 @@ def test_only_a_refusing_or_stopping_server_counts_as_down():
 
     assert server_down(error('connection to server at "10.0.0.5", port 5432 failed: '
                              "Connection refused\n\tIs the server running on that host?"))
+    assert server_down(error('connection to server on socket "/run/pg/.s.PGSQL.5432" failed: '
+                             "No such file or directory"))
     assert server_down(error("FATAL:  the database system is starting up"))
     assert server_down(error("FATAL:  the database system is shutting down"))
     assert not server_down(error('connection to server at "10.0.0.5", port 5432 failed: '
