@@ -459,7 +459,14 @@ class PostgresBroker(Broker):
             "singleton_slot": options.get("singleton_slot"),
         }
 
-        def insert(cur: Cursor) -> str:
+        sender = current_delivery()
+
+        def insert(cur: Cursor) -> str | None:
+            if sender is not None:  # fenced like every send of a job (see _copy)
+                cur.execute(self._text("enqueue_fence_lost", cur.connection),
+                            (sender.message_id, sender.delivery_id))
+                if cur.fetchone()[0]:
+                    return None
             # The holder may finish between our insert and our read of it; then
             # the key is free and the next insert goes through.
             for _ in range(3):
@@ -474,6 +481,11 @@ class PostgresBroker(Broker):
 
         what = f"singleton {params['singleton_key']!r} to {message.queue_name}"
         job_id = self._produce(what, insert, connection)
+        if job_id is None:
+            assert sender is not None
+            logger.warning("not sending %s: delivery %s of message %s lost its lease",
+                           what, sender.delivery_id, sender.message_id)
+            return message
         if job_id == message.message_id:
             self.emit_after("enqueue", message, delay)
             return message

@@ -153,6 +153,25 @@ def test_a_delivery_that_lost_its_message_sends_no_batch(own_broker):
     assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 1
 
 
+def test_a_delivery_that_lost_its_message_sends_no_singleton(own_broker):
+    sent = own_broker.enqueue(message())
+    cut_off = claim_one(own_broker)
+    query('UPDATE {schema}."queue" SET state = \'queued\', delivery_id = NULL '
+          "WHERE message_id = %s", sent.message_id)
+    running = claim_one(own_broker)
+
+    for delivery in (cut_off, running):
+        delivery.start()
+        try:
+            own_broker.enqueue(message(singleton_key=f"key-{delivery.delivery_id}"))
+        finally:
+            delivery.finish()
+
+    assert [key for (key,) in query('SELECT singleton_key FROM {schema}."queue" '
+                                    "WHERE singleton_key IS NOT NULL")] == [
+        f"key-{running.delivery_id}"]
+
+
 def test_a_job_that_holds_its_message_sends_its_batches(own_broker):
     own_broker.enqueue(message())
     running = claim_one(own_broker)
