@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AnyStr, Generic, Literal, overload
@@ -65,17 +65,25 @@ class CommandTimeout(TimeoutError):
         self.stdout, self.stderr = stdout, stderr
 
 
+class CommandStopped(RuntimeError):
+    """The command's ``watch`` objected; its whole process group was killed."""
+
+
+# Called between slices of the wait: a reason to stop the command, or None.
+Watch = Callable[[], str | None]
+
+
 @overload
 def run_command(
     args: Sequence[str], *, cwd: Path | str | None = ..., env: Mapping[str, str] | None = ...,
-    timeout: float | None = ..., text: Literal[True] = ...,
+    timeout: float | None = ..., text: Literal[True] = ..., watch: Watch | None = ...,
 ) -> CommandResult[str]: ...
 
 
 @overload
 def run_command(
     args: Sequence[str], *, cwd: Path | str | None = ..., env: Mapping[str, str] | None = ...,
-    timeout: float | None = ..., text: Literal[False],
+    timeout: float | None = ..., text: Literal[False], watch: Watch | None = ...,
 ) -> CommandResult[bytes]: ...
 
 
@@ -86,16 +94,19 @@ def run_command(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     text: bool = True,
+    watch: Watch | None = None,
 ) -> CommandResult[Any]:
     """Run ``args`` and return its exit code and output (bytes if not ``text``).
 
     ``timeout`` defaults to what remains of the running job's time limit (no
     limit outside a job). Any exception while waiting, the job's own time limit
-    included, kills the command's process group before propagating.
+    included, kills the command's process group before propagating. ``watch``
+    is asked every slice (0.2 s) while it runs.
 
     Raises:
         CommandTimeout: the command was still running at ``timeout``.
         TimeLimitExceeded: it was still running at the job's time limit.
+        CommandStopped: ``watch`` gave a reason to stop it (the message).
     """
     at_job_limit = timeout is None
     if at_job_limit:
@@ -113,6 +124,10 @@ def run_command(
                 return CommandResult(args, proc.returncode, stdout, stderr)
             except subprocess.TimeoutExpired:
                 waited += _SLICE
+                objection = watch() if watch is not None else None
+                if objection is not None:
+                    _kill_group(proc)
+                    raise CommandStopped(objection) from None
                 if timeout is not None and waited >= timeout:
                     stdout, stderr = _kill_group(proc)
                     if at_job_limit:

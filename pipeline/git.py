@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .commands import CommandResult, run_command
+from .commands import CommandResult, Watch, run_command
 from .errors import PermanentError
 
 # Transports a deployment may allow; "file" is for tests and local mirrors.
@@ -109,13 +109,15 @@ class Git:
         """This git for the worker's own repositories (clones between its directories)."""
         return dataclasses.replace(self, allowed_protocols=frozenset({"file"}))
 
-    def run(self, cwd: Path, *args: str, ok_codes: tuple[int, ...] = (0,)) -> bytes:
+    def run(self, cwd: Path, *args: str, ok_codes: tuple[int, ...] = (0,),
+            watch: Watch | None = None) -> bytes:
         """git's standard output for ``args`` run in ``cwd``.
 
         Raises:
             GitError: git exited with a code outside ``ok_codes``; its message in it.
+            CommandStopped: ``watch`` stopped it (see ``run_command``).
         """
-        result = self.result(cwd, *args)
+        result = self.result(cwd, *args, watch=watch)
         if result.returncode not in ok_codes:
             words = (result.stderr or result.stdout).strip()
             raise GitError(f"git {args[0]} failed: {words.decode(errors='replace')[-2000:]}")
@@ -125,10 +127,10 @@ class Git:
         """Whether git exits 0 for ``args`` (a question, such as ``cat-file -e``)."""
         return self.result(cwd, *args).returncode == 0
 
-    def result(self, cwd: Path, *args: str) -> CommandResult[bytes]:
+    def result(self, cwd: Path, *args: str, watch: Watch | None = None) -> CommandResult[bytes]:
         command = ["git", *self._overrides(), *args]
         return run_command(command, cwd=cwd, env=_environment(self.allowed_protocols),
-                           timeout=self.timeout, text=False)
+                           timeout=self.timeout, text=False, watch=watch)
 
     def popen(self, cwd: Path, *args: str) -> subprocess.Popen[bytes]:
         """git ``args`` started with pipes to talk to (``cat-file --batch``), hardened alike."""

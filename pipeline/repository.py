@@ -16,6 +16,7 @@ there. Reading a repository means reading its tree and blobs:
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .commands import CommandStopped
 from .config import ReadLimits
 from .git import Git, GitError, UnsafeRepository, check_branch, check_repository_url
 
@@ -72,15 +74,19 @@ def sync(git: Git, path: Path, url: str, branch: str, limits: ReadLimits) -> str
         path.mkdir(parents=True, exist_ok=True)
         git.run(path, "init", "--quiet", "--bare")
     ref = f"refs/heads/{branch}"
-    # By URL, not through a configured remote: the cache's config stays git's default.
-    git.run(path, "fetch", "--quiet", "--no-tags", "--no-recurse-submodules",
-            "--", url, f"+{ref}:{ref}")
-    size = _pack_bytes(git, path)
-    if size > limits.max_repository_bytes:
+    limit = limits.max_repository_bytes
+    try:
+        # By URL, not through a configured remote: the cache's config stays git's default.
+        git.run(path, "fetch", "--quiet", "--no-tags", "--no-recurse-submodules",
+                "--", url, f"+{ref}:{ref}", watch=lambda: _over_limit(path, limit))
+    except CommandStopped as stopped:
         shutil.rmtree(path, ignore_errors=True)  # refused for good: keep nothing of it
+        raise UnsafeRepository(str(stopped)) from None
+    size = _pack_bytes(git, path)
+    if size > limit:
+        shutil.rmtree(path, ignore_errors=True)
         raise UnsafeRepository(
-            f"repository is {size // 2**20} MiB, over the {limits.max_repository_bytes // 2**20}"
-            " MiB limit")
+            f"repository is {size // 2**20} MiB, over the {limit // 2**20} MiB limit")
     return git.run(path, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}"
                    ).decode().strip()
 
@@ -203,6 +209,35 @@ def _entry(record: bytes) -> Entry:
     meta, _, name = record.partition(b"\t")
     mode, _kind, sha, size = meta.decode().split()
     return Entry(mode, sha, None if size == "-" else int(size), name)
+
+
+def _over_limit(repo: Path, limit: int) -> str | None:
+    """Why to stop a fetch into ``repo`` now: its objects, the ones arriving
+    included (temporary packs, loose objects), outgrew ``limit``. Checked as git
+    writes them, so a huge repository never fills the disk before it is refused."""
+    size = _bytes_under(repo / "objects")
+    if size <= limit:
+        return None
+    return (f"repository is over the {limit // 2**20} MiB limit: its fetch was stopped at "
+            f"{size // 2**20} MiB")
+
+
+def _bytes_under(directory: Path) -> int:
+    """Bytes of the files under ``directory``; what git removes meanwhile counts 0."""
+    total = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                total += _bytes_under(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+        except OSError:  # renamed or removed by git since the listing
+            continue
+    return total
 
 
 def _pack_bytes(git: Git, repo: Path) -> int:

@@ -5,7 +5,11 @@ Real git on real repositories in a temporary directory; no database.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -146,6 +150,46 @@ def test_a_repository_over_its_size_limit_is_refused(tmp_path):
     with pytest.raises(UnsafeRepository, match="over the"):
         repository.sync(LOCAL, tmp_path / "cache", str(repo), "main",
                         ReadLimits(max_repository_bytes=1024 * 1024))
+
+
+class ThrottledFiles(http.server.SimpleHTTPRequestHandler):
+    """Serves a directory at about 8 MB/s, counting what it sent: git's dumb
+    HTTP protocol fetching a repository slowly enough to be watched."""
+
+    sent = 0
+
+    def copyfile(self, source, outputfile) -> None:
+        while chunk := source.read(64 * 1024):
+            outputfile.write(chunk)
+            type(self).sent += len(chunk)
+            time.sleep(0.008)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_huge_repository_is_stopped_while_it_is_fetched_not_after(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    (repo / "noise.bin").write_bytes(os.urandom(24 * 1024 * 1024))
+    commit_all(repo)
+    served = tmp_path / "served.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(repo), str(served))
+    git(served, "repack", "-a", "-d", "--quiet")
+    git(served, "update-server-info")
+    pack_bytes = sum(p.stat().st_size for p in (served / "objects" / "pack").glob("*.pack"))
+    handler = functools.partial(ThrottledFiles, directory=str(served))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with pytest.raises(UnsafeRepository, match="fetch was stopped at"):
+                repository.sync(Git(timeout=60, allowed_protocols=frozenset({"http"})),
+                                tmp_path / "cache",
+                                f"http://127.0.0.1:{server.server_address[1]}/", "main",
+                                ReadLimits(max_repository_bytes=2 * 1024 * 1024))
+        finally:
+            server.shutdown()
+    assert ThrottledFiles.sent < pack_bytes / 2  # git was killed early in the transfer
+    assert not (tmp_path / "cache").exists()
 
 
 def test_hooks_and_config_planted_in_the_cache_never_run_in_the_worker(tmp_path):
