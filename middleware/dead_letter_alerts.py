@@ -2,7 +2,10 @@
 
 When a job is dead-lettered after its last retry (or at once, for a permanent
 error), ``JOBS_ALERT_WEBHOOK_URL`` receives its name, id, attempts and error, as
-the spec's alerting sketch does. The post runs on a thread of its own with a
+the spec's alerting sketch does. So it does for a queue row no worker may run
+(written by another producer: undecodable, an unknown actor, another queue's),
+which the consumer dead-letters unrun; what the row claims to be is not
+repeated, only the broker's reason, scrubbed. The post runs on a thread of its own with a
 short timeout: a slow or failing webhook is logged, never retried into the
 worker's way, and the job is already safe in the dead letters.
 """
@@ -43,6 +46,21 @@ def alert_body(message: Any, error: str, attempts: int) -> dict[str, Any]:
     }
 
 
+def rejected_row_body(message_id: str, queue_name: str, reason: str) -> dict[str, Any]:
+    """The Slack message for a row dead-lettered unrun."""
+    return {
+        "text": f":rotating_light: A queue row was dead-lettered unrun on {queue_name}",
+        "attachments": [{
+            "color": "danger",
+            "fields": [
+                {"title": "Queue", "value": queue_name, "short": True},
+                {"title": "Job ID", "value": message_id, "short": True},
+                {"title": "Error", "value": scrub(reason)[:1500]},
+            ],
+        }],
+    }
+
+
 def post(url: str, body: dict[str, Any]) -> None:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
@@ -63,6 +81,14 @@ class DeadLetterAlerts(Middleware):
             return
         error = failure_text(message, broker.actors)
         threading.Thread(target=self._alert, args=(broker, message, error),
+                         name="dead-letter-alert", daemon=True).start()
+
+    def after_reject_row(self, broker: Any, delivery: Any, reason: str) -> None:
+        """Fires (from ``PostgresBroker.reject``) when a row is dead-lettered unrun."""
+        if not self.webhook_url:
+            return
+        body = rejected_row_body(delivery.message_id, delivery.queue_name, reason)
+        threading.Thread(target=post, args=(self.webhook_url, body),
                          name="dead-letter-alert", daemon=True).start()
 
     def _alert(self, broker: Any, message: Any, error: str) -> None:

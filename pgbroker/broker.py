@@ -649,13 +649,27 @@ class PostgresBroker(Broker):
             self.inflight.discard(delivery)
 
     def reject(self, delivery: Delivery, reason: str) -> None:
-        """Dead-letter a claimed row no worker may run, with ``reason`` as its error."""
+        """Dead-letter a claimed row no worker may run, with ``reason`` as its error.
+
+        Middleware with an ``after_reject_row(broker, delivery, reason)`` hook
+        (the dead-letter alerts) hear of it once it is stored: such a row never
+        reaches Dramatiq, so no ``after_nack`` follows.
+        """
         logger.error("message %s dead-lettered unrun: %s", delivery.message_id, reason)
         try:
-            self.execute("reject", message_id=delivery.message_id,
-                         delivery_id=delivery.delivery_id, last_error=reason)
+            stored = self.execute("reject", message_id=delivery.message_id,
+                                  delivery_id=delivery.delivery_id, last_error=reason)
         finally:
             self.inflight.discard(delivery)
+        if stored:
+            for middleware in self.middleware:
+                hook = getattr(middleware, "after_reject_row", None)
+                if hook is None:
+                    continue
+                try:
+                    hook(self, delivery, reason)
+                except Exception:
+                    logger.exception("after_reject_row of %r failed", middleware)
 
     def requeue(self, deliveries: list[Delivery]) -> None:
         """Give back deliveries that never started."""

@@ -15,6 +15,7 @@ from actors import runtime, send_notification
 from actors.process_bug_report import receive
 from middleware import DeadLetterAlerts
 from tests.support import free_port, job_in, wait_for
+from tests.support.fixtures import good_message, insert_row
 from tests.support.pipeline import rows
 from tests.support.workload import probe_fails, probe_record
 
@@ -145,6 +146,27 @@ def test_a_job_that_dies_is_reported_to_the_webhook(worker, alerts_to):
     assert fields == {"Job": "probe_fails", "Queue": "probe-fails",
                       "Job ID": message.message_id, "Attempts": "2",
                       "Error": "RuntimeError: always fails: alarm"}
+
+
+def test_a_queue_row_dead_lettered_unrun_is_reported_without_what_it_claims(worker, alerts_to):
+    hook = Hook()
+    alerts_to(hook.url)
+    message_id = str(uuid.uuid4())
+    try:
+        # Another producer's row: an actor nobody defines, a name meant to ping a channel.
+        insert_row(good_message(message_id, actor_name="<!channel> no_such_actor"),
+                   message_id=message_id)
+        job_in(message_id, "dead", timeout=20)
+        wait_for(lambda: hook.bodies, timeout=10, what="the alert")
+    finally:
+        hook.close()
+
+    (body,) = hook.bodies
+    fields = {f["title"]: f["value"] for f in body["attachments"][0]["fields"]}
+    assert body["text"].endswith("A queue row was dead-lettered unrun on probe-record")
+    assert (fields["Queue"], fields["Job ID"]) == ("probe-record", message_id)
+    assert "unknown actor" in fields["Error"]
+    assert set(fields) == {"Queue", "Job ID", "Error"}
 
 
 @pytest.mark.parametrize("broken", ["500", "refused"])

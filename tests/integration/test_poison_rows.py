@@ -16,25 +16,8 @@ import pytest
 from pgbroker.jobs import get_job
 from tests.support import job_in, wait_for
 from tests.support.environment import SCHEMA
-from tests.support.fixtures import db, query, runs
+from tests.support.fixtures import db, good_message, insert_row, query, runs
 from tests.support.workload import probe_record
-
-
-def insert_row(message: dict | None, *, queue: str = "probe-record",
-               message_id: str | None = None) -> str:
-    message_id = message_id or str(uuid.uuid4())
-    query('INSERT INTO {schema}."queue" (message_id, queue_name, "state", message) '
-          "VALUES (%s, %s, 'queued', %s)",
-          message_id, queue, None if message is None else json.dumps(message))
-    with db() as conn, conn.cursor() as cur:
-        cur.execute(f"NOTIFY \"{SCHEMA}.{queue}\"")
-    return message_id
-
-
-def good_message(message_id: str, **changes) -> dict:
-    return {"queue_name": "probe-record", "actor_name": "probe_record", "args": [],
-            "kwargs": {"key": f"poison-{message_id[:8]}"}, "options": {},
-            "message_id": message_id, "message_timestamp": 0, **changes}
 
 
 def threads_alive(worker) -> bool:

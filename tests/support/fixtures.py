@@ -7,11 +7,13 @@ Nothing here runs until a test asks: the unit layer never starts PostgreSQL.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -308,3 +310,22 @@ def private_postgres(tmp_path):
     prepare_database(server.url)
     yield server
     server.close()
+
+
+# Rows another producer could write (see tests/integration/test_poison_rows.py).
+
+def insert_row(message: dict | None, *, queue: str = "probe-record",
+               message_id: str | None = None) -> str:
+    message_id = message_id or str(uuid.uuid4())
+    query('INSERT INTO {schema}."queue" (message_id, queue_name, "state", message) '
+          "VALUES (%s, %s, 'queued', %s)",
+          message_id, queue, None if message is None else json.dumps(message))
+    with db() as conn, conn.cursor() as cur:
+        cur.execute(f"NOTIFY \"{SCHEMA}.{queue}\"")
+    return message_id
+
+
+def good_message(message_id: str, **changes) -> dict:
+    return {"queue_name": "probe-record", "actor_name": "probe_record", "args": [],
+            "kwargs": {"key": f"poison-{message_id[:8]}"}, "options": {},
+            "message_id": message_id, "message_timestamp": 0, **changes}
