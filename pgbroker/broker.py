@@ -371,6 +371,12 @@ class PostgresBroker(Broker):
         # encoded first: an invalid message then leaves the caller's
         # transaction as it was, and a job's sends kept while the database is
         # away (pending_sends) are known to be valid.
+        if sender is not None and sender.gave_up:
+            # Its job is to run again from the start: what it sends now (its
+            # own retry, most likely) would go out twice.
+            logger.warning("not sending %d message(s): delivery %s of message %s gave up "
+                           "its lease", len(messages), sender.delivery_id, sender.message_id)
+            return
         streamed = len(messages) > 1 and not delay and connection is None and sender is None
         rows = None if streamed else [self._row(message, delay) for message in messages]
         # The fence: the delivery of the job that sends, if a job sends.
@@ -462,6 +468,8 @@ class PostgresBroker(Broker):
         sender = current_delivery()
 
         def insert(cur: Cursor) -> str | None:
+            if sender is not None and sender.gave_up:
+                return None
             if sender is not None:  # fenced like every send of a job (see _copy)
                 cur.execute(self._text("enqueue_fence_lost", cur.connection),
                             (sender.message_id, sender.delivery_id))
@@ -593,6 +601,9 @@ class PostgresBroker(Broker):
 
     def complete(self, message: MessageProxy) -> None:
         delivery: Delivery = message.delivery
+        if delivery.gave_up:
+            self._forget(delivery)
+            return
         with self._finishing(delivery, release=False):
             # Before the ack: a retry it could not send re-queues the row instead.
             self._send_pending(delivery)
@@ -614,6 +625,9 @@ class PostgresBroker(Broker):
 
     def dead_letter(self, message: MessageProxy) -> None:
         delivery: Delivery = message.delivery
+        if delivery.gave_up:
+            self._forget(delivery)
+            return
         with self._finishing(delivery):
             self._send_pending(delivery)
             try:
@@ -628,6 +642,12 @@ class PostgresBroker(Broker):
                 message_bytes=data,
                 last_error=failure_text(message, self.actors),
             )
+
+    def _forget(self, delivery: Delivery) -> None:
+        """A given-up delivery's job is over: write nothing, hold it no more."""
+        logger.warning("message %s: not acking delivery %s, given up; a rescuer returns it "
+                       "once its lease lapses", delivery.message_id, delivery.delivery_id)
+        self.inflight.discard(delivery)
 
     @contextmanager
     def _finishing(self, delivery: Delivery, *, release: bool = True) -> Iterator[None]:

@@ -62,9 +62,11 @@ class Delivery:
     lease_until: float = 0.0
     # The thread running the job, while it runs.
     thread_id: int | None = None
-    # Stopped: taken by another delivery, or cancelled.
+    # Stopped: taken by another delivery, cancelled, or given up.
     lost: bool = False
     cancelled: bool = False
+    # Given up by this process (see give_up): nothing more is written about it.
+    gave_up: bool = False
     # The MessageProxy, once a thread runs it.
     message: Any = None
     # The actor returned (or raised): no exception is raised into its thread
@@ -125,15 +127,28 @@ class Delivery:
         if getattr(_bound, "delivery", None) is self:
             _bound.delivery = None
 
-    def stop(self, why: str = "lost its lease to another worker") -> None:
-        """This delivery lost its message, or may lose it (``why``): run the
-        hooks, interrupt the job.
+    def stop(self) -> None:
+        """This delivery lost its message: run the hooks, interrupt the job.
 
         Safe to call more than once; only the first call acts.
         """
         if self._stop(LeaseLost):
-            logger.warning("message %s: delivery %s %s; stopping it",
-                           self.message_id, self.delivery_id, why)
+            logger.warning("message %s: delivery %s lost its lease to another worker; "
+                           "stopping it", self.message_id, self.delivery_id)
+
+    def give_up(self, why: str) -> bool:
+        """This process cannot vouch for the lease any more (``why``): stop the
+        job as :meth:`stop` does, and write nothing more about its message (no
+        ack, nack, retry or result), so its lease lapses and a rescuer returns
+        it, as for a worker that died. The row may well be this delivery's
+        still: an ack would mark done a job that never finished. Returns
+        whether it acted (not for a job already finished).
+        """
+        if not self._stop(LeaseLost, give_up=True):
+            return False
+        logger.warning("message %s: delivery %s %s; stopping it, to be rescued",
+                       self.message_id, self.delivery_id, why)
+        return True
 
     def cancel(self) -> None:
         """An operator cancelled the job: stop it as :meth:`stop` does, with
@@ -142,13 +157,14 @@ class Delivery:
         if self._stop(JobCancelled):
             logger.warning("message %s was cancelled; stopping it", self.message_id)
 
-    def _stop(self, exception: type[BaseException]) -> bool:
+    def _stop(self, exception: type[BaseException], *, give_up: bool = False) -> bool:
         with self._lock:
             if self.lost or self.finished or self.requeued:
                 # Its own retry re-queued it and a new delivery took it before
                 # this one's ack: nothing runs to stop, nothing was lost.
                 return False
             self.lost = True
+            self.gave_up = give_up
             self.cancelled = exception is JobCancelled
             if self.cancelled and self.message is not None:
                 # Read by Retries when the exception lands: no retry.

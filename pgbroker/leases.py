@@ -14,8 +14,10 @@ up and watched for a full lease.
 A worker cut off from the database cannot renew, and cannot learn that its
 lease lapsed and its job was taken: it would run on beside the rescued copy.
 So a watch, on a thread of its own (a renewal may hang on a cut network),
-stops every delivery whose lease this process cannot vouch for any more: one
-heartbeat before the lease it last renewed runs out. Unless the server itself
+gives up every delivery whose lease this process cannot vouch for any more:
+one heartbeat before the lease it last renewed runs out. A given-up job is
+stopped and nothing more is written about it (``Delivery.give_up``): its
+lease lapses and a rescuer returns it, as for a worker that died. Unless the server itself
 is known to be down (``db.server_down``: its host refuses, or it says it is
 starting or stopping), seen at most a few retries ago: then no worker can take
 the job, and after the server is back every rescuer waits a full lease, in
@@ -174,7 +176,6 @@ class LeaseKeeper:
         # The server pushes each lease to its now() plus a lease: after this moment.
         lease_until = time.monotonic() + self.lease_seconds
         to_stop = session.renew([(d.message_id, d.delivery_id) for d in held])
-        self._server_down_at = None
         for delivery in held:
             why = to_stop.get(delivery.delivery_id)
             if why == "taken":
@@ -183,19 +184,24 @@ class LeaseKeeper:
                 delivery.cancel()
             else:
                 delivery.lease_until = max(delivery.lease_until, lease_until)
+        # After the leases: the watch must never see the server up and a lease old.
+        self._server_down_at = None
         session.heartbeat(self._queues(), self._problem())
 
     def watch(self, now: float) -> list[Delivery]:
-        """Stop the deliveries whose lease may lapse before the next look; returns them."""
+        """Give up the deliveries whose lease may lapse before the next look;
+        returns those it stopped."""
         down_at = self._server_down_at
         if down_at is not None and now - down_at <= 3 * self.retry_interval:
             return []  # nobody can take a job from a server that is down
-        expiring = [d for d in self._inflight.held()
-                    if now >= d.lease_until - self.stop_margin]
-        for delivery in expiring:
-            delivery.stop(f"could not renew its lease for {self.lease_seconds - self.stop_margin:g}"
-                          " s, and another worker may take it")
-        return expiring
+        why = (f"could not renew its lease for {self.lease_seconds - self.stop_margin:g} s, "
+               "and another worker may take it")
+        stopped = [d for d in self._inflight.held()
+                   if now >= d.lease_until - self.stop_margin and d.give_up(why)]
+        for delivery in stopped:
+            # Renewed no more: its lease must lapse for a rescuer to return it.
+            self._inflight.discard(delivery)
+        return stopped
 
     def _watch(self) -> None:
         while not self._stop.wait(self.stop_margin / 5):

@@ -104,9 +104,10 @@ class WorkerLifecycle(Middleware):
     ) -> None:
         """Fires in the job's thread after the actor and every other middleware."""
         delivery = getattr(message, "delivery", None)
-        if delivery is not None and delivery.cancelled:
+        if delivery is not None and (delivery.cancelled or delivery.gave_up):
             # Cancelled by an operator: acked (a no-op on its cancelled row), not
-            # nacked, so no dead-letter alert or reject count follows.
+            # nacked, so no dead-letter alert or reject count follows. Given up
+            # (cut off past its lease): not failed either, only to be rescued.
             message.failed = False
         self._finish(message)
 

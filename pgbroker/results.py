@@ -47,6 +47,8 @@ class PostgresResults(ResultBackend):
         encoded = self.encoder.encode(result)
         text = as_json_text(encoded, objects_only=False)
         sender = current_delivery()
+        if sender is not None and sender.gave_up:
+            return  # the job runs again from the start (Delivery.give_up)
         self.broker.execute(
             "store_result",
             message_key=message_key,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from dramatiq.broker import MessageProxy
 from dramatiq.message import Message
 
 from pgbroker import PostgresBroker, PostgresResults, jobs
@@ -170,6 +171,33 @@ def test_a_delivery_that_lost_its_message_sends_no_singleton(own_broker):
     assert [key for (key,) in query('SELECT singleton_key FROM {schema}."queue" '
                                     "WHERE singleton_key IS NOT NULL")] == [
         f"key-{running.delivery_id}"]
+
+
+def test_a_given_up_delivery_writes_nothing_and_is_rescued_once_its_lease_lapses(own_broker):
+    """The lease watch gives a delivery up on a guess (no renewal for most of a
+    lease): its row may still be its own, so an ack would mark done a job that
+    never ran, and a retry or result would be written twice."""
+    sent = own_broker.enqueue(message())
+    given_up = claim_one(own_broker)
+    assert given_up.give_up("cut off, in this test")
+    proxy = MessageProxy(sent)
+    proxy.delivery = given_up  # type: ignore[attr-defined]
+
+    given_up.start(proxy)
+    try:
+        own_broker.enqueue(message())  # a follow-up, or its own retry
+    finally:
+        given_up.finish()
+    own_broker.complete(proxy)  # what Dramatiq does with a skipped or stopped job
+    own_broker.dead_letter(proxy)
+    own_broker.flush_acks()
+
+    assert state(sent.message_id)[:2] == ("consumed", 1)
+    assert query('SELECT count(*) FROM {schema}."queue"')[0][0] == 1
+    assert own_broker.inflight.get(given_up.delivery_id) is None  # renewed no more
+    wait_for(lambda: own_broker.rescue_expired() == 1, timeout=10, interval=0.2,
+             what="the lease to lapse and the rescuer to return the job")
+    assert state(sent.message_id)[0] == "queued"
 
 
 def test_a_job_that_holds_its_message_sends_its_batches(own_broker):

@@ -26,7 +26,18 @@ def test_a_delivery_is_stopped_a_heartbeat_before_its_lease_may_lapse():
 
     assert keeper.watch(now=54.0) == []
     assert keeper.watch(now=55.0) == [expiring]
-    assert expiring.lost and not fresh.lost
+    assert expiring.gave_up and not fresh.lost
+    # Held no more, so no heartbeat renews it: its lease lapses for a rescuer.
+    assert keeper._inflight.held() == [fresh]
+
+
+def test_a_job_already_finished_is_not_given_up_its_ack_may_still_land():
+    finished = delivery("finished", 60.0)
+    finished.finish()
+    keeper = keeper_holding(finished)
+
+    assert keeper.watch(now=59.0) == []
+    assert not finished.gave_up and keeper._inflight.held() == [finished]
 
 
 def test_nothing_is_stopped_while_the_server_is_seen_down_for_everyone():
