@@ -4,10 +4,13 @@ When a job is dead-lettered after its last retry (or at once, for a permanent
 error), ``JOBS_ALERT_WEBHOOK_URL`` receives its name, id, attempts and error, as
 the spec's alerting sketch does. So it does for a queue row no worker may run
 (written by another producer: undecodable, an unknown actor, another queue's),
-which the consumer dead-letters unrun; what the row claims to be is not
-repeated, only the broker's reason, scrubbed. The post runs on a thread of its own with a
-short timeout: a slow or failing webhook is logged, never retried into the
-worker's way, and the job is already safe in the dead letters.
+which the consumer dead-letters unrun. Every text that may quote a payload or
+a row (an error, the reason a row was refused) is scrubbed of secrets and
+escaped, so Slack shows it literally: no ``<!channel>``, no disguised link.
+Each post runs on a thread of its own with a short timeout: a slow or failing
+webhook is logged, never retried into the worker's way, and the job is already
+safe in the dead letters. At most ``MAX_IN_FLIGHT`` posts are on their way at
+once; more are dropped and logged.
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ from pgbroker.redact import scrub
 
 logger = logging.getLogger(__name__)
 TIMEOUT = 5.0
+# Posts on their way at once; past that an alert is dropped (and logged): a
+# flood of bad rows must not become a flood of threads and posts.
+MAX_IN_FLIGHT = 4
+
+
+def slack_text(text: str) -> str:
+    """``text`` as Slack shows it literally: no mention (``<!channel>``), no link
+    markup (``<https://x|label>``). Slack's own escapes, scrubbed of secrets first."""
+    return scrub(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def alert_body(message: Any, error: str, attempts: int) -> dict[str, Any]:
@@ -39,15 +51,16 @@ def alert_body(message: Any, error: str, attempts: int) -> dict[str, Any]:
                 {"title": "Queue", "value": message.queue_name, "short": True},
                 {"title": "Job ID", "value": message.message_id, "short": True},
                 {"title": "Attempts", "value": str(attempts), "short": True},
-                # An error may quote a recipient or a URL: scrubbed before it leaves.
-                {"title": "Error", "value": scrub(error)[:1500]},
+                # An error may quote a recipient, a URL or a payload: scrubbed and
+                # escaped before it leaves.
+                {"title": "Error", "value": slack_text(error)[:1500]},
             ],
         }],
     }
 
 
 def rejected_row_body(message_id: str, queue_name: str, reason: str) -> dict[str, Any]:
-    """The Slack message for a row dead-lettered unrun."""
+    """The Slack message for a row dead-lettered unrun (``reason`` may quote the row)."""
     return {
         "text": f":rotating_light: A queue row was dead-lettered unrun on {queue_name}",
         "attachments": [{
@@ -55,7 +68,7 @@ def rejected_row_body(message_id: str, queue_name: str, reason: str) -> dict[str
             "fields": [
                 {"title": "Queue", "value": queue_name, "short": True},
                 {"title": "Job ID", "value": message_id, "short": True},
-                {"title": "Error", "value": scrub(reason)[:1500]},
+                {"title": "Error", "value": slack_text(reason)[:1500]},
             ],
         }],
     }
@@ -75,21 +88,34 @@ def post(url: str, body: dict[str, Any]) -> None:
 class DeadLetterAlerts(Middleware):
     def __init__(self, webhook_url: str | None) -> None:
         self.webhook_url = webhook_url
+        self._slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
 
     def after_nack(self, broker, message) -> None:
         if not self.webhook_url:
             return
         error = failure_text(message, broker.actors)
-        threading.Thread(target=self._alert, args=(broker, message, error),
-                         name="dead-letter-alert", daemon=True).start()
+        self._send(message.message_id, self._alert, broker, message, error)
 
     def after_reject_row(self, broker: Any, delivery: Any, reason: str) -> None:
         """Fires (from ``PostgresBroker.reject``) when a row is dead-lettered unrun."""
         if not self.webhook_url:
             return
         body = rejected_row_body(delivery.message_id, delivery.queue_name, reason)
-        threading.Thread(target=post, args=(self.webhook_url, body),
-                         name="dead-letter-alert", daemon=True).start()
+        self._send(delivery.message_id, post, self.webhook_url, body)
+
+    def _send(self, message_id: str, work: Any, *args: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            logger.warning("dead-letter alert for %s dropped: %d alerts are being posted",
+                           message_id, MAX_IN_FLIGHT)
+            return
+
+        def run() -> None:
+            try:
+                work(*args)
+            finally:
+                self._slots.release()
+
+        threading.Thread(target=run, name="dead-letter-alert", daemon=True).start()
 
     def _alert(self, broker: Any, message: Any, error: str) -> None:
         assert self.webhook_url is not None
