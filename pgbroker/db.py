@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -27,21 +28,23 @@ logger = logging.getLogger(__name__)
 DISCONNECTS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 # What libpq and the server say when the server itself is down: its host
-# refuses the connection, its unix socket is gone, or the postmaster answers
-# that it is not accepting any. Then no other worker is connected either.
-# Everything else (a timeout, an unreachable network, a connection closed
+# refuses the connection, its unix socket is gone, its name is gone from DNS
+# (Compose drops a stopped container's), or the postmaster answers that it
+# accepts none. Then no other worker is connected either, as long as every
+# worker reaches PostgreSQL at the same address (no proxy of its own that could
+# be down alone). Everything else (a timeout, no route, a connection closed
 # midway) may be this process's path alone, the server up for everyone else.
-_SERVER_DOWN = ("Connection refused", "No such file or directory",
-                "the database system is shutting down",
-                "the database system is starting up", "the database system is in recovery mode",
-                "the database system is not yet accepting connections",
-                "the database system is not accepting connections")
+_SERVER_DOWN = re.compile(
+    r"failed: Connection refused"
+    r"|on socket .* failed: No such file or directory"
+    r"|could not translate host name .* Name or service not known"
+    r"|the database system is (?:shutting down|starting up|in recovery mode"
+    r"|not yet accepting connections|not accepting connections)")
 
 
 def server_down(error: BaseException) -> bool:
     """Whether ``error`` shows the server down for every client, not just this one."""
-    text = str(error)
-    return any(sign in text for sign in _SERVER_DOWN)
+    return _SERVER_DOWN.search(str(error)) is not None
 
 
 # TCP keepalives let a dead server or a cut network surface as an error within

@@ -58,6 +58,8 @@ def test_only_a_refusing_or_stopping_server_counts_as_down():
                              "Connection refused\n\tIs the server running on that host?"))
     assert server_down(error('connection to server on socket "/run/pg/.s.PGSQL.5432" failed: '
                              "No such file or directory"))
+    assert server_down(error('could not translate host name "postgres" to address: '
+                             "Name or service not known"))
     assert server_down(error("FATAL:  the database system is starting up"))
     assert server_down(error("FATAL:  the database system is shutting down"))
     assert not server_down(error('connection to server at "10.0.0.5", port 5432 failed: '
@@ -65,3 +67,7 @@ def test_only_a_refusing_or_stopping_server_counts_as_down():
     assert not server_down(error("server closed the connection unexpectedly"))
     assert not server_down(error("timeout expired"))
     assert not server_down(error("FATAL:  sorry, too many clients already"))
+    assert not server_down(error('could not translate host name "postgres" to address: '
+                                 "Temporary failure in name resolution"))
+    # A running server's own error about a missing file is not a missing socket.
+    assert not server_down(error('could not open file "base/5/1259": No such file or directory'))
