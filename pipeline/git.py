@@ -147,6 +147,9 @@ class Git:
             "core.askPass": "",
             "credential.helper": "",
             "submodule.recurse": "false",
+            # What a fetch receives stays one pack, never loose objects: the
+            # size watch of repository.sync reads it as it grows.
+            "fetch.unpackLimit": "1",
             "protocol.allow": "never",
             **{f"protocol.{p}.allow": "always" for p in sorted(self.allowed_protocols)},
         }

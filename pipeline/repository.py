@@ -75,10 +75,12 @@ def sync(git: Git, path: Path, url: str, branch: str, limits: ReadLimits) -> str
         git.run(path, "init", "--quiet", "--bare")
     ref = f"refs/heads/{branch}"
     limit = limits.max_repository_bytes
+    kept, packs = _pack_bytes(git, path), _inodes(path / "objects" / "pack")
     try:
         # By URL, not through a configured remote: the cache's config stays git's default.
         git.run(path, "fetch", "--quiet", "--no-tags", "--no-recurse-submodules",
-                "--", url, f"+{ref}:{ref}", watch=lambda: _over_limit(path, limit))
+                "--", url, f"+{ref}:{ref}",
+                watch=lambda: _over_limit(path / "objects" / "pack", kept, packs, limit))
     except CommandStopped as stopped:
         shutil.rmtree(path, ignore_errors=True)  # refused for good: keep nothing of it
         raise UnsafeRepository(str(stopped)) from None
@@ -211,33 +213,37 @@ def _entry(record: bytes) -> Entry:
     return Entry(mode, sha, None if size == "-" else int(size), name)
 
 
-def _over_limit(repo: Path, limit: int) -> str | None:
-    """Why to stop a fetch into ``repo`` now: its objects, the ones arriving
-    included (temporary packs, loose objects), outgrew ``limit``. Checked as git
-    writes them, so a huge repository never fills the disk before it is refused."""
-    size = _bytes_under(repo / "objects")
+def _over_limit(pack_dir: Path, kept: int, packs: set[int], limit: int) -> str | None:
+    """Why to stop a fetch now: what the cache kept before it (``kept`` bytes)
+    and what it has written so far outgrew ``limit``. Git writes what arrives
+    as one pack (``fetch.unpackLimit=1``, see ``Git``), so what arrives is each
+    file in ``pack_dir`` that was not there before (by inode: a file git
+    renames, or links under its final name, counts once). Leftovers of an
+    earlier, stopped fetch were there before and count nothing."""
+    arriving: dict[int, int] = {}
+    try:
+        entries = list(os.scandir(pack_dir))
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            stat = entry.stat(follow_symlinks=False)
+        except OSError:  # renamed or removed by git since the listing
+            continue
+        if stat.st_ino not in packs:
+            arriving[stat.st_ino] = stat.st_size
+    size = kept + sum(arriving.values())
     if size <= limit:
         return None
     return (f"repository is over the {limit // 2**20} MiB limit: its fetch was stopped at "
             f"{size // 2**20} MiB")
 
 
-def _bytes_under(directory: Path) -> int:
-    """Bytes of the files under ``directory``; what git removes meanwhile counts 0."""
-    total = 0
+def _inodes(directory: Path) -> set[int]:
     try:
-        entries = list(os.scandir(directory))
+        return {entry.inode() for entry in os.scandir(directory)}
     except OSError:
-        return 0
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                total += _bytes_under(Path(entry.path))
-            elif entry.is_file(follow_symlinks=False):
-                total += entry.stat(follow_symlinks=False).st_size
-        except OSError:  # renamed or removed by git since the listing
-            continue
-    return total
+        return set()
 
 
 def _pack_bytes(git: Git, repo: Path) -> int:

@@ -5,12 +5,14 @@ Real git on real repositories in a temporary directory; no database.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -153,43 +155,70 @@ def test_a_repository_over_its_size_limit_is_refused(tmp_path):
 
 
 class ThrottledFiles(http.server.SimpleHTTPRequestHandler):
-    """Serves a directory at about 8 MB/s, counting what it sent: git's dumb
-    HTTP protocol fetching a repository slowly enough to be watched."""
+    """Serves a directory 64 KiB every ``pause`` seconds, counting what it sent:
+    git's dumb HTTP protocol fetching a repository slowly enough to be watched."""
 
+    pause = 0.008  # about 8 MB/s
     sent = 0
 
     def copyfile(self, source, outputfile) -> None:
         while chunk := source.read(64 * 1024):
             outputfile.write(chunk)
             type(self).sent += len(chunk)
-            time.sleep(0.008)
+            time.sleep(self.pause)
 
     def log_message(self, *args) -> None:
         pass
+
+
+@contextlib.contextmanager
+def served_slowly(repo: Path, tmp_path: Path,
+                  pause: float) -> Iterator[tuple[str, type[ThrottledFiles]]]:
+    """``repo``'s main branch over dumb HTTP, as one pack, at 64 KiB a ``pause``:
+    its URL, and the handler class counting what was sent."""
+    served = tmp_path / f"served-{uuid.uuid4().hex[:6]}.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(repo), str(served))
+    git(served, "repack", "-a", "-d", "--quiet")
+    git(served, "update-server-info")
+    handler = type("Handler", (ThrottledFiles,), {"pause": pause, "sent": 0})
+    with http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(handler, directory=str(served))) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/", handler
+        finally:
+            server.shutdown()
+
+
+HTTP = Git(timeout=60, allowed_protocols=frozenset({"http"}))
 
 
 def test_a_huge_repository_is_stopped_while_it_is_fetched_not_after(tmp_path):
     repo = make_repo(tmp_path / "repo")
     (repo / "noise.bin").write_bytes(os.urandom(24 * 1024 * 1024))
     commit_all(repo)
-    served = tmp_path / "served.git"
-    git(tmp_path, "clone", "--quiet", "--bare", str(repo), str(served))
-    git(served, "repack", "-a", "-d", "--quiet")
-    git(served, "update-server-info")
-    pack_bytes = sum(p.stat().st_size for p in (served / "objects" / "pack").glob("*.pack"))
-    handler = functools.partial(ThrottledFiles, directory=str(served))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            with pytest.raises(UnsafeRepository, match="fetch was stopped at"):
-                repository.sync(Git(timeout=60, allowed_protocols=frozenset({"http"})),
-                                tmp_path / "cache",
-                                f"http://127.0.0.1:{server.server_address[1]}/", "main",
-                                ReadLimits(max_repository_bytes=2 * 1024 * 1024))
-        finally:
-            server.shutdown()
-    assert ThrottledFiles.sent < pack_bytes / 2  # git was killed early in the transfer
+    with served_slowly(repo, tmp_path, pause=0.008) as (url, served), pytest.raises(
+            UnsafeRepository, match="fetch was stopped at"):
+        repository.sync(HTTP, tmp_path / "cache", url, "main",
+                        ReadLimits(max_repository_bytes=2 * 1024 * 1024))
+    assert served.sent < 12 * 1024 * 1024  # git was killed early in the transfer
     assert not (tmp_path / "cache").exists()
+
+
+def test_what_an_earlier_stopped_fetch_left_does_not_count_against_the_limit(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    cache = tmp_path / "cache"
+    limits = ReadLimits(max_repository_bytes=4 * 1024 * 1024)
+    repository.sync(LOCAL, cache, str(repo), "main", limits)
+    # A temporary pack of a fetch that was killed: git never counts it as kept.
+    (cache / "objects" / "pack" / "tmp_pack_Xk3Jq1").write_bytes(os.urandom(3 * 1024 * 1024))
+    (repo / "more.bin").write_bytes(os.urandom(1536 * 1024))
+    head = commit_all(repo)
+
+    # About 1.3 MB/s: the fetch lasts a second, watched a few times over.
+    with served_slowly(repo, tmp_path, pause=0.05) as (url, served):
+        assert repository.sync(HTTP, cache, url, "main", limits) == head
+    assert served.sent > 1024 * 1024
 
 
 def test_hooks_and_config_planted_in_the_cache_never_run_in_the_worker(tmp_path):
