@@ -311,9 +311,9 @@ def test_a_fix_runs_in_a_container_of_the_hosts_engine_and_is_cleaned_up(stack, 
     wait_for(lambda: not docker("ps", "-a", "-q", "--filter", f"label={LABEL_JOB}={fix_job_id}"),
              timeout=60, interval=1, what="the fixer's container to be removed")
     (fix_worker,) = stack.containers("worker-fix")
-    wait_for(lambda: docker("exec", fix_worker, "ls", "/var/lib/pts-jobs/workspace/sandboxes",
-                            check=False).split() == [], timeout=60, interval=1,
-             what="the sandbox to be removed")
+    sandboxes = "/var/lib/pts-jobs/workspace/sandboxes"
+    wait_for(lambda: docker("exec", fix_worker, "ls", "-A", sandboxes).split() == [],
+             timeout=60, interval=1, what="the sandbox to be removed")
     # worker-fix started as root and dropped it: the socket's group is all it kept.
     status = dict(line.split(":", 1) for line in
                   docker("exec", fix_worker, "cat", "/proc/1/status").splitlines())

@@ -8,6 +8,7 @@ processes) can see exactly what ran, when, and where. Importable by a
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import timedelta
 
@@ -148,7 +149,13 @@ def probe_long(payload: Probe) -> None:
     assert delivery is not None
     # As a sandbox would stop the job's container: at once, database or not.
     stopped_at: list[float] = []
-    delivery.on_stop(lambda: stopped_at.append(time.time()))
+    hook_ran = threading.Event()
+
+    def note_stop() -> None:
+        stopped_at.append(time.time())
+        hook_ran.set()
+
+    delivery.on_stop(note_stop)
     record(payload.key, "start")
     try:
         deadline = time.monotonic() + payload.seconds
@@ -156,6 +163,7 @@ def probe_long(payload: Probe) -> None:
             time.sleep(0.05)
     except LeaseLost:
         lost_at = time.time()
+        hook_ran.wait(10)  # the hooks run on a thread of their own
         # Cut off from the database, the job stops before it can say so: its
         # notes keep the moments they happened and wait for the database.
         deadline = time.monotonic() + 90
