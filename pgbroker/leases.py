@@ -222,7 +222,7 @@ class LeaseKeeper:
                     self.beat(session)
                 if time.monotonic() >= next_rescue:
                     next_rescue = time.monotonic() + self.rescue_interval
-                    rescued = session.rescue()
+                    rescued = session.rescue(until=next_beat)
                     if rescued:
                         logger.warning("rescued %d messages from workers that are gone", rescued)
             except DISCONNECTS as error:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -89,12 +90,14 @@ class WorkerSession:
         }, lambda cur: cur.fetchall())
         return dict(rows)
 
-    def rescue(self, *, watched: bool = True) -> int:
+    def rescue(self, *, watched: bool = True, until: float | None = None) -> int:
         """Return dead workers' and lapsed leases' messages to their queues.
 
         ``watched``: lapsed leases are taken only once this session has been
         connected for a full lease (False for a one-off rescue: then only the
-        server's own uptime counts). Returns how many.
+        server's own uptime counts). ``until`` (``time.monotonic()``): no new
+        batch after then; the rest waits for the next call (the heartbeat's
+        renewals must not wait behind a large rescue). Returns how many.
         """
         total = 0
         while True:
@@ -108,7 +111,7 @@ class WorkerSession:
                 logger.warning("message %s on %s lost its worker: %s", message_id,
                                queue_name, outcome)
             total += len(rows)
-            if len(rows) < RESCUE_BATCH:
+            if len(rows) < RESCUE_BATCH or (until is not None and time.monotonic() >= until):
                 break
         self._run("workers_forget_gone", {"worker_id": self.worker_id}, lambda cur: None)
         return total

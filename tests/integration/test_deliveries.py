@@ -4,6 +4,7 @@ broker's own API against a real PostgreSQL (no worker runs)."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from dramatiq.broker import MessageProxy
@@ -12,7 +13,7 @@ from dramatiq.message import Message
 from pgbroker import PostgresBroker, PostgresResults, jobs
 from pgbroker.delivery import Delivery
 from pgbroker.jobs import get_job, list_workers
-from pgbroker.registry import WorkerSession
+from pgbroker.registry import RESCUE_BATCH, WorkerSession
 from tests.support import wait_for
 from tests.support.environment import DATABASE_URL, SCHEMA
 from tests.support.fixtures import query
@@ -198,6 +199,25 @@ def test_a_given_up_delivery_writes_nothing_and_is_rescued_once_its_lease_lapses
     wait_for(lambda: own_broker.rescue_expired() == 1, timeout=10, interval=0.2,
              what="the lease to lapse and the rescuer to return the job")
     assert state(sent.message_id)[0] == "queued"
+
+
+def test_a_rescue_stops_between_batches_when_the_heartbeat_is_due(own_broker):
+    """The lease keeper rescues on the thread that renews: a rescue of many
+    lapsed leases yields to the next heartbeat between its batches."""
+    own_broker.enqueue_many([message() for _ in range(RESCUE_BATCH + 100)])
+    claimed = 0
+    while claimed < RESCUE_BATCH + 100:
+        rows, _ = own_broker.claim(QUEUE, 500)
+        claimed += len(rows)
+    rescuer = session(own_broker, "rescuer-under-test")
+    try:
+        wait_for(lambda: query('SELECT count(*) FROM {schema}."queue" '
+                               "WHERE lease_expires_at < now()")[0][0] == claimed,
+                 timeout=10, what="every lease to lapse")
+        assert rescuer.rescue(watched=False, until=time.monotonic()) == RESCUE_BATCH
+        assert rescuer.rescue(watched=False) == 100
+    finally:
+        rescuer.close()
 
 
 def test_a_job_that_holds_its_message_sends_its_batches(own_broker):
