@@ -40,38 +40,31 @@ def slack_text(text: str) -> str:
     return scrub(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def alert_body(message: Any, error: str, attempts: int) -> dict[str, Any]:
-    """The Slack message: a line of text and the job's details as fields."""
+def _slack_alert(headline: str, details: dict[str, str], error: str) -> dict[str, Any]:
+    """A Slack message: a headline, short fields, and the error (which may quote a
+    recipient, a URL, a payload or a row: scrubbed and escaped before it leaves)."""
+    fields = [{"title": title, "value": value, "short": True}
+              for title, value in details.items()]
     return {
-        "text": f":rotating_light: Job permanently failed: {message.actor_name}",
+        "text": f":rotating_light: {headline}",
         "attachments": [{
             "color": "danger",
-            "fields": [
-                {"title": "Job", "value": message.actor_name, "short": True},
-                {"title": "Queue", "value": message.queue_name, "short": True},
-                {"title": "Job ID", "value": message.message_id, "short": True},
-                {"title": "Attempts", "value": str(attempts), "short": True},
-                # An error may quote a recipient, a URL or a payload: scrubbed and
-                # escaped before it leaves.
-                {"title": "Error", "value": slack_text(error)[:1500]},
-            ],
+            "fields": [*fields, {"title": "Error", "value": slack_text(error)[:1500]}],
         }],
     }
+
+
+def alert_body(message: Any, error: str, attempts: int) -> dict[str, Any]:
+    """The Slack message of a job that died."""
+    return _slack_alert(f"Job permanently failed: {message.actor_name}", {
+        "Job": message.actor_name, "Queue": message.queue_name,
+        "Job ID": message.message_id, "Attempts": str(attempts)}, error)
 
 
 def rejected_row_body(message_id: str, queue_name: str, reason: str) -> dict[str, Any]:
-    """The Slack message for a row dead-lettered unrun (``reason`` may quote the row)."""
-    return {
-        "text": f":rotating_light: A queue row was dead-lettered unrun on {queue_name}",
-        "attachments": [{
-            "color": "danger",
-            "fields": [
-                {"title": "Queue", "value": queue_name, "short": True},
-                {"title": "Job ID", "value": message_id, "short": True},
-                {"title": "Error", "value": slack_text(reason)[:1500]},
-            ],
-        }],
-    }
+    """The Slack message of a row dead-lettered unrun (``reason`` may quote the row)."""
+    return _slack_alert(f"A queue row was dead-lettered unrun on {queue_name}",
+                        {"Queue": queue_name, "Job ID": message_id}, reason)
 
 
 def post(url: str, body: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -130,39 +131,45 @@ def alerts_to(broker):
     middleware.webhook_url = original
 
 
+def alert_on(alerts_to, kill: Callable[[], str]) -> tuple[dict, dict[str, str]]:
+    """The webhook's one post once the job ``kill()`` returns the id of is dead:
+    the body, and its fields by title."""
+    hook = Hook()
+    alerts_to(hook.url)
+    try:
+        job_in(kill(), "dead", timeout=20)
+        wait_for(lambda: hook.bodies, timeout=10, what="the alert")
+    finally:
+        hook.close()
+    (body,) = hook.bodies
+    return body, {f["title"]: f["value"] for f in body["attachments"][0]["fields"]}
+
+
 def test_a_job_that_dies_is_reported_to_the_webhook(worker, alerts_to):
-    hook = Hook()
-    alerts_to(hook.url)
-    try:
+    sent: list[str] = []
+
+    def fail_twice() -> str:
         message = probe_fails.send_with_options(kwargs={"key": "alarm"}, max_retries=1)
-        job_in(message.message_id, "dead")
-        wait_for(lambda: hook.bodies, timeout=10, what="the alert")
-    finally:
-        hook.close()
+        sent.append(message.message_id)
+        return message.message_id
 
-    (body,) = hook.bodies
-    fields = {f["title"]: f["value"] for f in body["attachments"][0]["fields"]}
+    body, fields = alert_on(alerts_to, fail_twice)
+
     assert body["text"].endswith("Job permanently failed: probe_fails")
-    assert fields == {"Job": "probe_fails", "Queue": "probe-fails",
-                      "Job ID": message.message_id, "Attempts": "2",
-                      "Error": "RuntimeError: always fails: alarm"}
+    assert fields == {"Job": "probe_fails", "Queue": "probe-fails", "Job ID": sent[0],
+                      "Attempts": "2", "Error": "RuntimeError: always fails: alarm"}
 
 
-def test_a_queue_row_dead_lettered_unrun_is_reported_without_what_it_claims(worker, alerts_to):
-    hook = Hook()
-    alerts_to(hook.url)
+def test_a_queue_row_dead_lettered_unrun_is_reported_shown_literally(worker, alerts_to):
     message_id = str(uuid.uuid4())
-    try:
-        # Another producer's row: an actor nobody defines, a name meant to ping a channel.
-        insert_row(good_message(message_id, actor_name="<!channel> no_such_actor"),
-                   message_id=message_id)
-        job_in(message_id, "dead", timeout=20)
-        wait_for(lambda: hook.bodies, timeout=10, what="the alert")
-    finally:
-        hook.close()
 
-    (body,) = hook.bodies
-    fields = {f["title"]: f["value"] for f in body["attachments"][0]["fields"]}
+    def insert_poison() -> str:
+        # Another producer's row: an actor nobody defines, a name meant to ping a channel.
+        return insert_row(good_message(message_id, actor_name="<!channel> no_such_actor"),
+                          message_id=message_id)
+
+    body, fields = alert_on(alerts_to, insert_poison)
+
     assert body["text"].endswith("A queue row was dead-lettered unrun on probe-record")
     assert (fields["Queue"], fields["Job ID"]) == ("probe-record", message_id)
     assert set(fields) == {"Queue", "Job ID", "Error"}
