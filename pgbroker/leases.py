@@ -17,12 +17,14 @@ So a watch, on a thread of its own (a renewal may hang on a cut network),
 gives up every delivery whose lease this process cannot vouch for any more:
 one heartbeat before the lease it last renewed runs out. A given-up job is
 stopped and nothing more is written about it (``Delivery.give_up``): its
-lease lapses and a rescuer returns it, as for a worker that died. Unless the server itself
-is known to be down (``db.server_down``: its host refuses, or it says it is
-starting or stopping), seen at most a few retries ago: then no worker can take
-the job, and after the server is back every rescuer waits a full lease, in
-which this one renews. So a PostgreSQL restart or outage stops nothing, and a
-cut-off worker stops its jobs before anyone else may start them.
+lease lapses and a rescuer returns it, as for a worker that died.
+
+The watch gives up nothing while the server itself is known to be down
+(``db.server_down``: its host refuses, or it says it is starting or
+stopping), seen at most a few retries ago: then no worker can take the job,
+and after the server is back every rescuer waits a full lease, in which this
+one renews. So a PostgreSQL restart or outage stops nothing, and a cut-off
+worker stops its jobs before anyone else may start them.
 """
 
 from __future__ import annotations
