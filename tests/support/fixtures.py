@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dramatiq
 import psycopg2
+import psycopg2.errors
 import pytest
 from psycopg2 import sql
 from psycopg2.extras import RealDictCursor
@@ -130,15 +131,24 @@ def empty_tables(url: str = DATABASE_URL) -> None:
     """Empty every table of the test schemas but the migrations' record.
 
     The tables are read from the catalog, so a migration's new table is emptied too.
+    A worker a module keeps running (a container, say) may hold one table while it
+    waits for another that TRUNCATE holds: PostgreSQL then ends one of the two,
+    and if it is the TRUNCATE, it is tried again.
     """
-    with db(url) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT schemaname, tablename FROM pg_tables"
-            " WHERE schemaname = ANY(%s) AND tablename <> 'schema_migrations'",
-            ([SCHEMA, PIPELINE_SCHEMA],))
-        tables = [sql.Identifier(schema, table) for schema, table in cur.fetchall()]
-        if tables:
-            cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(tables)))
+    for attempt in range(5):
+        try:
+            with db(url) as conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT schemaname, tablename FROM pg_tables"
+                    " WHERE schemaname = ANY(%s) AND tablename <> 'schema_migrations'",
+                    ([SCHEMA, PIPELINE_SCHEMA],))
+                tables = [sql.Identifier(schema, table) for schema, table in cur.fetchall()]
+                if tables:
+                    cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(tables)))
+            return
+        except psycopg2.errors.DeadlockDetected:
+            if attempt == 4:
+                raise
 
 
 @pytest.fixture(autouse=True)
