@@ -171,15 +171,15 @@ class ProcessRuntime:
         return "a user namespace" if self._userns else None
 
     def run(self, run: FixerRun) -> FixerResult:
-        if self.confinement() is None and self.config.allow_unconfined:
+        if self.confinement() is None:
+            if not self.config.allow_unconfined:
+                raise SandboxError(
+                    "the process runtime cannot confine a fixer here: not root and no user "
+                    "namespaces, so it would run as the worker's own user, able to read the "
+                    "worker's environment and reach its network; run execute-fix with the "
+                    "docker runtime (JOBS_SANDBOX__RUNTIME=docker)")
             logger.warning("fix job %s: the fixer runs unconfined, as the worker's own user "
                            "(JOBS_SANDBOX__ALLOW_UNCONFINED)", run.fix_job_id)
-        elif self.confinement() is None:
-            raise SandboxError(
-                "the process runtime cannot confine a fixer here: not root and no user "
-                "namespaces, so it would run as the worker's own user, able to read the "
-                "worker's environment and reach its network; run execute-fix with the "
-                "docker runtime (JOBS_SANDBOX__RUNTIME=docker)")
         self.cleanup(run.fix_job_id)
         layout = run.layout
         if os.geteuid() == 0:
