@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.drain_profile                  # 2 processes x 8 threads
     .venv/bin/python -m bench.drain_profile --processes 1 --jobs 50000
-    .venv/bin/python -m bench.drain_profile --without-dashboard-indexes
+    .venv/bin/python -m bench.drain_profile --without-dashboard-index
     .venv/bin/python -m bench.drain_profile --analyze --drop-index queue_errored_idx
     .venv/bin/python -m bench.drain_profile --url postgresql://postgres@127.0.0.1:5499/postgres
 
@@ -10,9 +10,9 @@ Queues ``--jobs`` no-op jobs on a fresh ``pgserver`` cluster (initdb defaults),
 drains them with this project's worker (the production middleware stack), and
 prints, per job: WAL records, WAL bytes and WAL flushes (``pg_stat_wal``),
 commits (``pg_stat_database``), and the CPU time of the server's processes and
-of the worker's. ``--without-dashboard-indexes`` drops the dashboard's two
-``enqueued_at`` indexes first, to show what they cost, and ``--drop-index``
-any index; ``--analyze`` gives the planner statistics of the queued jobs (as
+of the worker's. ``--without-dashboard-index`` drops the dashboard's
+``queue_listed_idx`` first, to show what it costs, and ``--drop-index`` any
+index; ``--analyze`` gives the planner statistics of the queued jobs (as
 autovacuum would within a minute), which changes its plans. ``--url`` uses a
 server of one's own, which can load pg_stat_statements: each statement's time,
 calls, rows and buffers are then printed as well. Backends report their
@@ -30,7 +30,7 @@ import psutil
 
 from bench import broker_bench
 
-DASHBOARD_INDEXES = ["queue_queue_enqueued_idx", "queue_state_enqueued_idx"]
+DASHBOARD_INDEXES = ["queue_listed_idx"]
 COUNTERS = """
 SELECT wal_records, wal_bytes, wal_sync,
        (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())
@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--without-dashboard-indexes", action="store_true")
+    parser.add_argument("--without-dashboard-index", action="store_true")
     parser.add_argument("--analyze", action="store_true",
                         help="ANALYZE the queued jobs first, as autovacuum soon would")
     parser.add_argument("--drop-index", action="append", default=[], metavar="NAME",
@@ -72,7 +72,7 @@ def main() -> None:
                         "pgserver cluster (its schema bench_ours is replaced); with "
                         "pg_stat_statements there, each statement's cost is printed too")
     args = parser.parse_args()
-    dropped = [*(DASHBOARD_INDEXES if args.without_dashboard_indexes else []), *args.drop_index]
+    dropped = [*(DASHBOARD_INDEXES if args.without_dashboard_index else []), *args.drop_index]
 
     server = (contextlib.nullcontext(args.url) if args.url
               else broker_bench.fresh_server("bench-profile-"))

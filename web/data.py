@@ -166,12 +166,11 @@ class Dashboard:
         params = where.params(limit + 1)
         actor = self.broker.actors.get(params["actor_name"] or "")
         if params["queue_name"] is None and actor is not None:
-            # A job type's jobs are on its actor's queue: read from that queue's
-            # index, not every state's. (A row naming the actor on another queue
+            # A job type's jobs are on its actor's queue: read that queue's
+            # jobs, not every queue's. (A row naming the actor on another queue
             # is a dead letter the consumer refused, listed with that queue.)
             params["queue_name"] = actor.queue_name
-        filtered = params["queue_name"] is not None or params["db_state"] is not None
-        found = self.rows(self.queries["job_list" if filtered else "job_list_all"], **params)
+        found = self.rows(self.queries["job_list"], **params)
         page, more = found[:limit], len(found) > limit
         cursor = None
         if more:

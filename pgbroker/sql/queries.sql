@@ -514,7 +514,7 @@ FROM replayed CROSS JOIN (SELECT count(*) FROM woken) AS notified;
 
 -- purge_finished --
 -- Delete up to %(limit)s finished messages in one state that finished before
--- the cutoff (queue_finished_idx; cancelled ones by queue_state_enqueued_idx);
+-- the cutoff (queue_finished_idx; cancelled ones by queue_listed_idx);
 -- called in a loop so no single statement holds locks for long.
 WITH old AS (
     SELECT message_id
@@ -556,8 +556,8 @@ WHERE "state" = 'consumed'
 GROUP BY 1;
 
 -- queue_stats_finished --
--- Done and dead jobs kept per queue: an index-only scan of queue_finished_count_idx;
--- cancelled ones (few) from queue_state_enqueued_idx.
+-- Done, dead and cancelled jobs kept per queue: index-only scans of those
+-- states' ranges of queue_listed_idx (state, queue, ...).
 SELECT queue_name,
        CASE WHEN "state" = 'done' THEN 'done' ELSE 'dead' END AS state,
        count(*) AS messages,

@@ -38,45 +38,42 @@ GROUP BY 1
 ORDER BY 1;
 
 -- job_list --
--- One page of jobs of a queue or a state, newest first, after the keyset
--- cursor (enqueued_at, id). A queue filter reads queue_queue_enqueued_idx, a
--- state filter queue_state_enqueued_idx (with an error search,
--- queue_errored_idx): each in order, stopping at the page size. Without
--- either filter, job_list_all.
-SELECT message_id::text AS id,
-       queue_name,
-       message ->> 'actor_name' AS actor_name,
-       {schema}.job_state("state"::text, available_at) AS state,
-       attempts,
-       priority,
-       enqueued_at,
-       available_at,
-       started_at,
-       finished_at,
-       left(last_error, 300) AS last_error
-FROM {schema}."queue"
-WHERE (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s)
-  AND (%(db_state)s::text IS NULL OR "state" = %(db_state)s::{schema}."state")
-  AND (%(due)s::boolean IS NULL OR (available_at <= now()) = %(due)s)
-  AND (%(actor_name)s::text IS NULL OR message ->> 'actor_name' = %(actor_name)s)
-  AND (%(priority)s::int IS NULL OR priority = %(priority)s)
-  AND (%(since)s::timestamptz IS NULL OR enqueued_at >= %(since)s)
-  AND (%(until)s::timestamptz IS NULL OR enqueued_at < %(until)s)
-  AND (%(error_like)s::text IS NULL OR last_error ILIKE %(error_like)s)
-  AND (%(before_at)s::timestamptz IS NULL
-       OR (enqueued_at, message_id) < (%(before_at)s, %(before_id)s::uuid))
-ORDER BY enqueued_at DESC, message_id DESC
-LIMIT %(limit)s;
-
--- job_list_all --
--- job_list with neither a queue nor a state filter: the newest page of each
--- state, merged. Each state is read from queue_state_enqueued_idx (with an
--- error search, queue_errored_idx) in order, stopping at the page size. No
--- index orders all jobs: it would take an entry at each of a job's state
--- changes (0019_fewer_index_writes.sql). Its columns and filters are
--- job_list's, kept alike (tests/integration/test_job_list.py compares them).
+-- One page of jobs, newest first, after the keyset cursor (enqueued_at, id).
+-- queue_listed_idx (state, queue, enqueued_at, id) orders the jobs of each
+-- (state, queue) pair: the newest page of every pair the filters allow is
+-- read in that order, stopping at the page size, and the pages are merged.
+-- The pairs are the chosen state, or every state, with the chosen queue, or
+-- with each queue the state has, found one index descent a queue (a loose
+-- index scan). An error search reads queue_errored_idx, which holds only the
+-- jobs with an error. No index orders all jobs: each would take an entry at
+-- each of a job's writes (0021_one_listing_index.sql).
+WITH RECURSIVE
+states AS (
+    SELECT s AS "state"
+    FROM unnest(enum_range(NULL::{schema}."state")) AS s
+    WHERE %(db_state)s::text IS NULL OR s = %(db_state)s::{schema}."state"
+),
+-- Each state's queues, in name order, while no queue is chosen.
+found AS (
+    SELECT states."state",
+           (SELECT min(q.queue_name) FROM {schema}."queue" AS q
+            WHERE q."state" = states."state") AS queue_name
+    FROM states
+    WHERE %(queue_name)s::text IS NULL
+    UNION ALL
+    SELECT found."state",
+           (SELECT min(q.queue_name) FROM {schema}."queue" AS q
+            WHERE q."state" = found."state" AND q.queue_name > found.queue_name)
+    FROM found
+    WHERE found.queue_name IS NOT NULL
+),
+pairs AS (
+    SELECT "state", queue_name FROM found WHERE queue_name IS NOT NULL
+    UNION ALL
+    SELECT "state", %(queue_name)s::text FROM states WHERE %(queue_name)s::text IS NOT NULL
+)
 SELECT page.*
-FROM unnest(enum_range(NULL::{schema}."state")) AS s("state")
+FROM pairs
 CROSS JOIN LATERAL (
     SELECT message_id::text AS id,
            queue_name,
@@ -90,12 +87,16 @@ CROSS JOIN LATERAL (
            finished_at,
            left(last_error, 300) AS last_error
     FROM {schema}."queue" AS q
-    WHERE q."state" = s."state"
+    WHERE q."state" = pairs."state"
+      AND q.queue_name = pairs.queue_name
+      AND (%(due)s::boolean IS NULL OR (available_at <= now()) = %(due)s)
       AND (%(actor_name)s::text IS NULL OR message ->> 'actor_name' = %(actor_name)s)
       AND (%(priority)s::int IS NULL OR priority = %(priority)s)
       AND (%(since)s::timestamptz IS NULL OR enqueued_at >= %(since)s)
       AND (%(until)s::timestamptz IS NULL OR enqueued_at < %(until)s)
-      AND (%(error_like)s::text IS NULL OR last_error ILIKE %(error_like)s)
+      -- Spelled out, so that the planner sees queue_errored_idx applies.
+      AND (%(error_like)s::text IS NULL
+           OR (last_error IS NOT NULL AND last_error ILIKE %(error_like)s))
       AND (%(before_at)s::timestamptz IS NULL
            OR (enqueued_at, message_id) < (%(before_at)s, %(before_id)s::uuid))
     ORDER BY enqueued_at DESC, message_id DESC
