@@ -88,6 +88,11 @@ WITH due AS (
       AND available_at <= now()
       -- A paused queue is claimed by no one (one primary-key probe per claim).
       AND NOT EXISTS (SELECT FROM {schema}.queue_pauses AS p WHERE p.queue_name = %(queue_name)s)
+      -- Nor is any while claims are fenced after a crash (0022_claim_fence.sql).
+      AND EXISTS (SELECT FROM {schema}.claims_open WHERE since <= now())
+      -- This transaction commits without waiting for its WAL flush: a claim
+      -- lost in a crash is what the fence above is for.
+      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
     ORDER BY priority, available_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -323,7 +328,15 @@ FROM rescued CROSS JOIN (SELECT count(*) FROM woken) AS notified;
 
 -- worker_heartbeat --
 -- Register this worker, or refresh its row: queues, heartbeat time, and the
--- session it keeps open (which changes when it reconnects).
+-- session it keeps open (which changes when it reconnects). After a crash
+-- emptied claims_open, open claims again a lease from now, the longest lease
+-- of any registered worker (0022_claim_fence.sql); otherwise a no-op.
+WITH reopened AS (
+    INSERT INTO {schema}.claims_open (since)
+    SELECT now() + greatest(%(lease_seconds)s, max(lease_seconds)) * interval '1 second'
+    FROM {schema}.workers
+    ON CONFLICT DO NOTHING
+)
 INSERT INTO {schema}.workers AS w
     (worker_id, host, pid, queues, lease_seconds, backend_pid, backend_start, problem)
 SELECT %(worker_id)s, %(host)s, %(pid)s, %(queues)s::text[], %(lease_seconds)s,

@@ -1,8 +1,10 @@
 """A network namespace joined to the host by a veth pair, and a PostgreSQL
-listening on the host's end, so a test can really cut one worker off."""
+listening on the host's end, so a test can really cut one worker off (or
+crash the server)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -10,7 +12,10 @@ import socket
 import subprocess
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+
+import psutil
 
 
 def server_binaries_present() -> bool:
@@ -94,6 +99,31 @@ class TcpPostgres:
         """Fast shutdown: sessions are cut, as in a crash or a failover."""
         self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
                           "-w", "stop")
+
+    def crash(self) -> None:
+        """Every process of the server killed at once, as when its machine dies:
+        what it had not written out of its WAL buffers is lost. ``start``
+        then recovers from the WAL."""
+        postmaster = psutil.Process(int((self.data_dir / "postmaster.pid").read_text().split()[0]))
+        processes = [postmaster, *postmaster.children()]
+        for process in processes:
+            process.kill()
+        psutil.wait_procs(processes, timeout=10)
+
+    @contextlib.contextmanager
+    def wal_writer_stopped(self) -> Iterator[None]:
+        """The WAL writer paused (SIGSTOP): a commit that does not wait for its
+        flush (a claim) then stays in the WAL buffers until another commit
+        flushes them, or a crash loses it."""
+        postmaster = psutil.Process(int((self.data_dir / "postmaster.pid").read_text().split()[0]))
+        (writer,) = [child for child in postmaster.children()
+                     if "walwriter" in " ".join(child.cmdline())]
+        writer.suspend()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                writer.resume()
 
     def _as_postgres(self, *args: str) -> None:
         _run("runuser", "-u", "postgres", "--", *args)

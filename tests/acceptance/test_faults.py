@@ -119,6 +119,69 @@ def test_a_postgres_outage_of_twice_the_lease_runs_no_job_twice_and_loses_none(
             worker.stop()
 
 
+def test_a_claim_lost_in_a_crash_never_runs_its_job_twice_at_once(
+    private_postgres, cli_worker, tmp_path
+):
+    """Claims commit without waiting for their WAL flush (0022_claim_fence.sql).
+    A crash loses one here for real, while its job runs: the job's row is queued
+    again. Claims stay fenced for the longest lease, until the victim's
+    heartbeat has found its claim lost and stopped its copy."""
+    url = private_postgres.url
+    # The victim renews (and retries) every 4 s; the survivor claims within a
+    # fraction of a second of the server's return (its consumer restarts after
+    # 0.1 s, not 3): without the fence, it would start the job first.
+    victim = cli_worker("tests.support.workload", threads=2, env={
+        "DATABASE_URL": url, "JOBS_LEASE_TIMEOUT": "12", "JOBS_HEARTBEAT_INTERVAL": "4",
+        "JOBS_RESCUE_INTERVAL": "4"})
+    survivor = cli_worker("tests.support.workload", threads=2, env={
+        "DATABASE_URL": url, "dramatiq_restart_delay": "100"})
+    victim.wait_ready()
+    survivor.wait_ready()
+    producer = PostgresBroker(url=url, schema=SCHEMA)
+    started = tmp_path / "started"
+
+    def last_heartbeat() -> float:
+        return query("SELECT extract(epoch FROM max(last_heartbeat_at))::float8 "
+                     "FROM {schema}.workers WHERE lease_seconds = 12", url=url)[0][0]
+
+    try:
+        # Any commit flushes the WAL before it, the claim's too. So the job is
+        # sent just after a heartbeat of the victim (4 s to its next), while
+        # the survivor is frozen (it neither beats nor claims) and the WAL
+        # writer paused: nothing writes the claim out before the crash.
+        beat = last_heartbeat()
+        wait_for(lambda: last_heartbeat() != beat, timeout=10, what="a heartbeat")
+        survivor.signal(signal.SIGSTOP)
+        try:
+            with private_postgres.wal_writer_stopped():
+                message = producer.enqueue(
+                    probe_long.message(key="crash", seconds=20, start_file=str(started)))
+                wait_for(started.exists, timeout=2, what="the job to start")
+                private_postgres.crash()
+            crashed_at = time.time()
+            private_postgres.start()
+        finally:
+            survivor.signal(signal.SIGCONT)
+        assert job_row(message.message_id, url) == ("queued", 0, 0)  # the claim was lost
+
+        wait_for(lambda: count("crash", "lease-lost", url) == 1, timeout=20,
+                 what="the victim to stop its copy")
+        wait_for(lambda: count("crash", "end", url) == 1, timeout=60,
+                 what="the job to run again, to its end")
+        lost_at = next(moment for note, _, moment in notes("crash", url) if note == "lease-lost")
+        starts = sorted(moment for note, _, moment in notes("crash", url) if note == "start")
+        assert len(starts) == 2
+        # The victim's copy stopped before the job started again.
+        assert starts[0] < crashed_at < lost_at < starts[1]
+        assert job_row(message.message_id, url) == ("done", 1, 0)
+        print(f"\ncrash: the lost claim's copy stopped {lost_at - crashed_at:.1f} s after the "
+              f"crash, and the job started again {starts[1] - crashed_at:.1f} s after it")
+    finally:
+        producer.close()
+        victim.stop()
+        survivor.stop()
+
+
 @pytest.fixture
 def cut_off_network():
     require(os.geteuid() == 0 and shutil.which("ip") is not None,

@@ -326,6 +326,33 @@ def test_the_registry_row_names_the_session_the_worker_keeps_open(own_broker):
         worker.close()
 
 
+def test_after_a_crash_claims_wait_a_lease_from_the_first_heartbeat(own_broker):
+    """A crash empties the unlogged claims_open (tests/acceptance/test_faults.py
+    crashes a server for real; here the table is emptied as the crash leaves it)."""
+    sent = own_broker.enqueue(message())
+    query("TRUNCATE {schema}.claims_open")
+    assert own_broker.claim(QUEUE, 1)[0] == []  # fenced, until a heartbeat reopens it
+
+    worker = session(own_broker, "w:5:q")
+    try:
+        worker.heartbeat([QUEUE])
+        reopened_at = time.monotonic()
+        ((ahead,),) = query("SELECT extract(epoch FROM since - now()) FROM {schema}.claims_open")
+        assert 1.5 < ahead <= 2.0  # the lease: 2 s here
+        assert own_broker.claim(QUEUE, 1)[0] == []
+        worker.heartbeat([QUEUE])  # a no-op once open
+        assert query("SELECT count(*) FROM {schema}.claims_open") == [(1,)]
+
+        delivery = wait_for(lambda: own_broker.claim(QUEUE, 1)[0], timeout=5,
+                            what="claims to open")[0][0]
+        assert time.monotonic() - reopened_at >= 1.5
+        assert delivery.message_id == sent.message_id
+    finally:
+        worker.close()
+        query("INSERT INTO {schema}.claims_open (since) VALUES ('-infinity') "
+              "ON CONFLICT (only_row) DO UPDATE SET since = EXCLUDED.since")
+
+
 def wait_gone(backend_pid: int) -> None:
     wait_for(lambda: not query("SELECT 1 FROM pg_stat_activity WHERE pid = %s", backend_pid),
              timeout=5, what="the terminated session to go")
