@@ -101,7 +101,7 @@ class Metrics(Middleware):
         self.serve = serve
         self.started: dict[str, float] = {}
         self.metrics: dict[str, Any] = {}
-        self.children: dict[tuple[str, str, str], Any] = {}
+        self.children: dict[tuple[str, str], dict[str, Any]] = {}
 
     @property
     def forks(self) -> list:
@@ -149,35 +149,37 @@ class Metrics(Middleware):
 
     def before_process_message(self, broker, message) -> None:
         if self.metrics:
-            self._child("inprogress", message).inc()
+            self._children(message)["inprogress"].inc()
             self.started[message.message_id] = time.monotonic()
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         if not self.metrics:
             return
+        children = self._children(message)
         started = self.started.pop(message.message_id, None)
         if started is not None:
-            self._child("duration", message).observe((time.monotonic() - started) * 1000)
-            self._child("inprogress", message).dec()
-        self._child("messages", message).inc()
+            children["duration"].observe((time.monotonic() - started) * 1000)
+            children["inprogress"].dec()
+        children["messages"].inc()
         if exception is not None:
-            self._child("errors", message).inc()
+            children["errors"].inc()
 
     # A message skipped by middleware (AgeLimit's, past its max_age) still counts as processed.
     after_skip_message = after_process_message
 
     def _inc(self, name: str, message) -> None:
-        self._child(name, message).inc()
+        self._children(message)[name].inc()
 
-    def _child(self, name: str, message) -> Any:
+    def _children(self, message) -> dict[str, Any]:
         # labels() takes a lock and hashes its arguments on every call; the
-        # children of a (queue, actor) pair are kept instead (few pairs exist).
-        key = (name, message.queue_name, message.actor_name)
-        child = self.children.get(key)
-        if child is None:
-            child = self.children[key] = self.metrics[name].labels(
-                message.queue_name, message.actor_name)
-        return child
+        # children of a (queue, actor) pair are kept instead (few pairs exist),
+        # found with one lookup a hook.
+        key = (message.queue_name, message.actor_name)
+        children = self.children.get(key)
+        if children is None:
+            children = self.children[key] = {
+                name: metric.labels(*key) for name, metric in self.metrics.items()}
+        return children
 
 
 def serve_forever() -> int:

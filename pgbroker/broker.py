@@ -146,6 +146,8 @@ class PostgresBroker(Broker):
         self.actor_options.add("concurrency")
 
         self.listener = Listener(url)
+        # Each queue's wake-up event (see _wake_queue).
+        self._wakeups: dict[str, threading.Event] = {}
         self.inflight = Inflight(on_release=self._wake_queue)
         # The dramatiq Workers of this process (WorkerLifecycle keeps the list).
         self.workers: list[Any] = []
@@ -188,29 +190,29 @@ class PostgresBroker(Broker):
     def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
         """Dramatiq's ``emit_before``, calling only the middleware that define the hook."""
         name = "before_" + signal
-        for middleware in self._hooked(name):
+        for hook in self._hooked(name):
             try:
-                getattr(middleware, name)(self, *args, **kwargs)
+                hook(self, *args, **kwargs)
             except MiddlewareError:
                 raise
             except Exception:
-                self.logger.critical("Unexpected failure in %s of %r.", name, middleware,
-                                     exc_info=True)
+                self.logger.critical("Unexpected failure in %s of %r.", name,
+                                     getattr(hook, "__self__", hook), exc_info=True)
 
     def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
         """Dramatiq's ``emit_after`` (in reverse order), calling only the
         middleware that define the hook."""
         name = "after_" + signal
-        for middleware in self._hooked(name):
+        for hook in self._hooked(name):
             try:
-                getattr(middleware, name)(self, *args, **kwargs)
+                hook(self, *args, **kwargs)
             except Exception:
-                self.logger.critical("Unexpected failure in %s of %r.", name, middleware,
-                                     exc_info=True)
+                self.logger.critical("Unexpected failure in %s of %r.", name,
+                                     getattr(hook, "__self__", hook), exc_info=True)
 
-    def _hooked(self, name: str) -> list:
-        """The middleware whose hook ``name`` is more than ``Middleware``'s no-op,
-        in the order Dramatiq calls them.
+    def _hooked(self, name: str) -> list[Callable[..., Any]]:
+        """The hooks ``name`` of the middleware that define it (more than
+        ``Middleware``'s no-op), bound, in the order Dramatiq calls them.
 
         The production stack has a dozen middleware, most of which define one
         or two of the hooks a job passes: calling the no-ops of the rest cost
@@ -220,7 +222,7 @@ class PostgresBroker(Broker):
         cached = self._hooks.get(name)
         if cached is None or cached[0] != self.middleware:
             noop = getattr(Middleware, name, None)
-            chosen = [m for m in self.middleware
+            chosen = [getattr(m, name) for m in self.middleware
                       if getattr(type(m), name, None) is not noop
                       or name in getattr(m, "__dict__", ())]
             if name.startswith("after_"):
@@ -712,7 +714,11 @@ class PostgresBroker(Broker):
             session.close()
 
     def _wake_queue(self, queue_name: str) -> None:
-        self.listener.event(self.channel(queue_name)).set()
+        # Once a job: the listener keeps a channel's event for good.
+        event = self._wakeups.get(queue_name)
+        if event is None:
+            event = self._wakeups[queue_name] = self.listener.event(self.channel(queue_name))
+        event.set()
 
     # -- plumbing ----------------------------------------------------------
 

@@ -33,6 +33,38 @@ logger = logging.getLogger(__name__)
 GATHER_SECONDS = 0.005
 
 
+class LeasedMessage(MessageProxy):
+    """Dramatiq's proxy of a claimed message, with its delivery.
+
+    The message's fields are attributes of the proxy itself: Dramatiq and the
+    middleware read them some twenty times a job, each a ``__getattr__`` call
+    through to the message otherwise (the message is frozen, so they cannot
+    go stale).
+    """
+
+    def __init__(self, message: Message, delivery: Delivery) -> None:
+        super().__init__(message)
+        self.delivery = delivery
+        self.queue_name = message.queue_name
+        self.actor_name = message.actor_name
+        self.message_id = message.message_id
+        self.message_timestamp = message.message_timestamp
+        self.args = message.args
+        self.kwargs = message.kwargs
+        self.options = message.options
+
+    def __eq__(self, other: object) -> bool:
+        # Dramatiq's work queue is a heap of (priority, message): at equal
+        # priorities it compares messages, and a Message compares every field.
+        # Messages with different ids differ: that is checked first.
+        found = other._message if isinstance(other, MessageProxy) else other
+        if isinstance(found, Message) and found.message_id != self.message_id:
+            return False
+        return self._message == found
+
+    __hash__ = None  # type: ignore[assignment]  # as MessageProxy's
+
+
 class PostgresConsumer(Consumer):
     def __init__(
         self, broker: PostgresBroker, queue_name: str, *, limit: int, timeout_ms: int
@@ -126,9 +158,7 @@ class PostgresConsumer(Consumer):
                 with contextlib.suppress(Exception):
                     self.broker.requeue(unstarted)
                 raise
-            proxy = MessageProxy(message)
-            proxy.delivery = delivery  # type: ignore[attr-defined]  # read by the broker
-            messages.append(proxy)
+            messages.append(LeasedMessage(message, delivery))
         if len(messages) < len(rows):
             self.wakeup.set()  # rejected rows freed slots: look again now
         return messages
