@@ -606,9 +606,10 @@ class PostgresBroker(Broker):
         if delivery.gave_up:
             self._forget(delivery)
             return
-        with self._finishing(delivery, release=False):
-            # Before the ack: a retry it could not send re-queues the row instead.
-            self._send_pending(delivery)
+        if delivery.pending_sends:
+            with self._finishing(delivery, release=False):
+                # Before the ack: a retry it could not send re-queues the row instead.
+                self._send_pending(delivery)
         # Written behind this thread, grouped with the other threads' acks; the
         # delivery stays held (and leased) until its ack is committed, but its
         # slot is free: the consumer may claim the next job meanwhile.

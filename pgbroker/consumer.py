@@ -57,6 +57,8 @@ class LeasedMessage(MessageProxy):
         # Dramatiq's work queue is a heap of (priority, message): at equal
         # priorities it compares messages, and a Message compares every field.
         # Messages with different ids differ: that is checked first.
+        if type(other) is LeasedMessage:
+            return self.message_id == other.message_id and self._message == other._message
         found = other._message if isinstance(other, MessageProxy) else other
         if isinstance(found, Message) and found.message_id != self.message_id:
             return False
