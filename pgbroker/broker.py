@@ -222,9 +222,11 @@ class PostgresBroker(Broker):
         cached = self._hooks.get(name)
         if cached is None or cached[0] != self.middleware:
             noop = getattr(Middleware, name, None)
-            chosen = [getattr(m, name) for m in self.middleware
+            # getattr with a default: Dramatiq takes any object as middleware.
+            chosen = [hook for m in self.middleware
                       if getattr(type(m), name, None) is not noop
-                      or name in getattr(m, "__dict__", ())]
+                      or name in getattr(m, "__dict__", ())
+                      if (hook := getattr(m, name, None)) is not None]
             if name.startswith("after_"):
                 chosen.reverse()
             cached = self._hooks[name] = (list(self.middleware), chosen)

@@ -69,11 +69,17 @@ class WorkerSession:
 
     def heartbeat(self, queues: Iterable[str], problem: str | None = None) -> None:
         """Write this worker's registry row (insert or refresh), with what is
-        wrong with it, if anything (pgbroker/health.py)."""
-        self._run("worker_heartbeat", {
+        wrong with it, if anything (pgbroker/health.py). The first heartbeat
+        after a crash of the server reopens claims a lease later."""
+        fenced_until = self._run("worker_heartbeat", {
             "worker_id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
             "queues": sorted(queues), "lease_seconds": self.lease_seconds, "problem": problem,
-        }, lambda cur: None)
+        }, lambda cur: (cur.fetchone() or (None,))[0])
+        if fenced_until is not None:
+            logger.warning("the server lost its claim fence (a crash, or a failover): no "
+                           "worker claims a job until %s, a lease from now, so that no job "
+                           "whose claim was lost runs twice (0022_claim_fence.sql)",
+                           fenced_until.isoformat(timespec="seconds"))
 
     def renew(self, held: list[tuple[str, str]]) -> dict[str, str]:
         """Renew the leases of ``held`` (message id, delivery id) pairs.

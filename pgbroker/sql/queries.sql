@@ -90,9 +90,14 @@ WITH due AS (
       AND NOT EXISTS (SELECT FROM {schema}.queue_pauses AS p WHERE p.queue_name = %(queue_name)s)
       -- Nor is any while claims are fenced after a crash (0022_claim_fence.sql).
       AND EXISTS (SELECT FROM {schema}.claims_open WHERE since <= now())
-      -- This transaction commits without waiting for its WAL flush: a claim
-      -- lost in a crash is what the fence above is for.
-      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
+      -- This transaction commits without waiting for its WAL flush (a claim
+      -- lost in a crash is what the fence above is for), unless a registered
+      -- worker claims without looking at the fence (an older release).
+      AND (SELECT set_config('synchronous_commit',
+                             CASE WHEN EXISTS (SELECT FROM {schema}.workers WHERE NOT fence_aware)
+                                  THEN current_setting('synchronous_commit')
+                                  ELSE 'off' END,
+                             true)) IS NOT NULL
     ORDER BY priority, available_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -327,20 +332,23 @@ SELECT rescued.message_id, rescued.queue_name, rescued."state"
 FROM rescued CROSS JOIN (SELECT count(*) FROM woken) AS notified;
 
 -- worker_heartbeat --
--- Register this worker, or refresh its row: queues, heartbeat time, and the
--- session it keeps open (which changes when it reconnects). After a crash
--- emptied claims_open, open claims again a lease from now, the longest lease
--- of any registered worker (0022_claim_fence.sql); otherwise a no-op.
+-- Register this worker, or refresh its row: queues, heartbeat time, the
+-- session it keeps open (which changes when it reconnects), and that it claims
+-- behind the fence. After a crash emptied claims_open, open claims again a
+-- lease from now, the longest lease of any registered worker
+-- (0022_claim_fence.sql), and return when; otherwise return NULL.
 WITH reopened AS (
     INSERT INTO {schema}.claims_open (since)
     SELECT now() + greatest(%(lease_seconds)s, max(lease_seconds)) * interval '1 second'
     FROM {schema}.workers
     ON CONFLICT DO NOTHING
+    RETURNING since
 )
 INSERT INTO {schema}.workers AS w
-    (worker_id, host, pid, queues, lease_seconds, backend_pid, backend_start, problem)
+    (worker_id, host, pid, queues, lease_seconds, backend_pid, backend_start, problem,
+     fence_aware)
 SELECT %(worker_id)s, %(host)s, %(pid)s, %(queues)s::text[], %(lease_seconds)s,
-       a.pid, a.backend_start, %(problem)s
+       a.pid, a.backend_start, %(problem)s, true
 FROM pg_stat_activity AS a
 WHERE a.pid = pg_backend_pid()
 ON CONFLICT (worker_id) DO UPDATE
@@ -349,7 +357,9 @@ SET queues = EXCLUDED.queues,
     last_heartbeat_at = now(),
     backend_pid = EXCLUDED.backend_pid,
     backend_start = EXCLUDED.backend_start,
-    problem = EXCLUDED.problem;
+    problem = EXCLUDED.problem,
+    fence_aware = true
+RETURNING (SELECT since FROM reopened);
 
 -- workers_unwell --
 -- This host's worker processes that report a problem or whose heartbeat is
@@ -553,8 +563,9 @@ DELETE FROM {schema}."queue" WHERE queue_name = %(queue_name)s;
 
 -- queue_stats_pending --
 -- Waiting, delayed and running jobs per queue, with the age of the oldest job
--- due to run. Two branches, so each reads only its own small partial index
--- (an IN over both states would not match them and scans the whole table).
+-- due to run. Two branches, so each reads only its own state: the waiting from
+-- the small partial queue_claim_idx (an IN over both states would not match it
+-- and scans the whole table), the running from queue_listed_idx's range.
 SELECT queue_name,
        CASE WHEN available_at > now() THEN 'delayed' ELSE 'queued' END AS state,
        count(*) AS messages,

@@ -105,10 +105,11 @@ class TcpPostgres:
         what it had not written out of its WAL buffers is lost. ``start``
         then recovers from the WAL."""
         postmaster = psutil.Process(int((self.data_dir / "postmaster.pid").read_text().split()[0]))
-        processes = [postmaster, *postmaster.children()]
-        for process in processes:
+        postmaster.suspend()  # it forks no backend after its children are listed
+        children = postmaster.children()
+        for process in [*children, postmaster]:
             process.kill()
-        psutil.wait_procs(processes, timeout=10)
+        psutil.wait_procs([*children, postmaster], timeout=10)
 
     @contextlib.contextmanager
     def wal_writer_stopped(self) -> Iterator[None]:

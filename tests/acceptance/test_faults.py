@@ -8,6 +8,7 @@ reconnects, its late ack changing nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import time
 import uuid
 
 import dramatiq
+import psycopg2
 import pytest
 
 from pgbroker import PostgresBroker
@@ -127,6 +129,12 @@ def test_a_claim_lost_in_a_crash_never_runs_its_job_twice_at_once(
     again. Claims stay fenced for the longest lease, until the victim's
     heartbeat has found its claim lost and stopped its copy."""
     url = private_postgres.url
+    # Autovacuum's commits would flush the WAL too, were one to fall in the moment.
+    with contextlib.closing(psycopg2.connect(url)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("ALTER SYSTEM SET autovacuum = off")
+            cur.execute("SELECT pg_reload_conf()")
     # The victim renews (and retries) every 4 s; the survivor claims within a
     # fraction of a second of the server's return (its consumer restarts after
     # 0.1 s, not 3): without the fence, it would start the job first.

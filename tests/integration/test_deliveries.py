@@ -16,7 +16,7 @@ from pgbroker.jobs import get_job, list_workers
 from pgbroker.registry import RESCUE_BATCH, WorkerSession
 from tests.support import wait_for
 from tests.support.environment import DATABASE_URL, SCHEMA
-from tests.support.fixtures import query
+from tests.support.fixtures import db, query
 
 QUEUE = "fence-test"
 
@@ -330,11 +330,11 @@ def test_after_a_crash_claims_wait_a_lease_from_the_first_heartbeat(own_broker):
     """A crash empties the unlogged claims_open (tests/acceptance/test_faults.py
     crashes a server for real; here the table is emptied as the crash leaves it)."""
     sent = own_broker.enqueue(message())
-    query("TRUNCATE {schema}.claims_open")
-    assert own_broker.claim(QUEUE, 1)[0] == []  # fenced, until a heartbeat reopens it
-
     worker = session(own_broker, "w:5:q")
     try:
+        query("TRUNCATE {schema}.claims_open")
+        assert own_broker.claim(QUEUE, 1)[0] == []  # fenced, until a heartbeat reopens it
+
         worker.heartbeat([QUEUE])
         reopened_at = time.monotonic()
         ((ahead,),) = query("SELECT extract(epoch FROM since - now()) FROM {schema}.claims_open")
@@ -349,8 +349,31 @@ def test_after_a_crash_claims_wait_a_lease_from_the_first_heartbeat(own_broker):
         assert delivery.message_id == sent.message_id
     finally:
         worker.close()
-        query("INSERT INTO {schema}.claims_open (since) VALUES ('-infinity') "
-              "ON CONFLICT (only_row) DO UPDATE SET since = EXCLUDED.since")
+
+
+def test_a_claim_waits_for_its_flush_only_while_an_older_worker_is_registered(own_broker):
+    """An older release claims without the fence (0022_claim_fence.sql)."""
+    worker = session(own_broker, "w:6:q")
+
+    def claim_commits_with() -> str:
+        own_broker.enqueue(message())
+        with db() as conn, conn.cursor() as cur:  # the claim's own transaction, kept open
+            cur.execute(own_broker.queries["claim"], {
+                "queue_name": QUEUE, "limit": 1, "owner": "w:6:q", "lease_seconds": 2})
+            assert len(cur.fetchall()) == 2  # the job, and the next due time
+            cur.execute("SHOW synchronous_commit")
+            (setting,) = cur.fetchone()
+            conn.rollback()
+        return setting
+
+    try:
+        worker.heartbeat([QUEUE])
+        assert claim_commits_with() == "off"
+        query("INSERT INTO {schema}.workers (worker_id, host, pid, lease_seconds, backend_pid, "
+              "backend_start) VALUES ('old:1:q', 'h', 1, 2, 1, now())")  # as 0008 wrote it
+        assert claim_commits_with() == "on"
+    finally:
+        worker.close()
 
 
 def wait_gone(backend_pid: int) -> None:

@@ -128,8 +128,8 @@ def ticks() -> list[tuple[int, int]]:
 
 
 def empty_tables(url: str = DATABASE_URL) -> None:
-    """Empty every table of the test schemas but the migrations' record and the
-    claim fence (emptied, it is what a crash leaves: 0022_claim_fence.sql).
+    """Empty every table of the test schemas but the migrations' record, and open
+    the claim fence (an empty one is what a crash leaves: 0022_claim_fence.sql).
 
     The tables are read from the catalog, so a migration's new table is emptied too.
     A worker a module keeps running (a container, say) may hold one table while it
@@ -141,12 +141,19 @@ def empty_tables(url: str = DATABASE_URL) -> None:
             with db(url) as conn, conn.cursor() as cur:
                 cur.execute(
                     "SELECT schemaname, tablename FROM pg_tables"
-                    " WHERE schemaname = ANY(%s)"
-                    " AND tablename NOT IN ('schema_migrations', 'claims_open')",
+                    " WHERE schemaname = ANY(%s) AND tablename <> 'schema_migrations'",
                     ([SCHEMA, PIPELINE_SCHEMA],))
-                tables = [sql.Identifier(schema, table) for schema, table in cur.fetchall()]
+                found = set(cur.fetchall())
+                tables = [sql.Identifier(schema, table) for schema, table in found
+                          if table != "claims_open"]
                 if tables:
                     cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(tables)))
+                # Open, as a test that closed it may have left it.
+                if (SCHEMA, "claims_open") in found:
+                    cur.execute(sql.SQL(
+                        "INSERT INTO {} (since) VALUES ('-infinity') "
+                        "ON CONFLICT (only_row) DO UPDATE SET since = EXCLUDED.since").format(
+                            sql.Identifier(SCHEMA, "claims_open")))
             return
         except psycopg2.errors.DeadlockDetected:
             if attempt == 4:

@@ -13,9 +13,15 @@
 -- takes any. The heartbeat puts it back after a crash a lease ahead (the
 -- longest of any registered worker): by then every live worker has renewed
 -- its leases and stopped the jobs whose claim was lost (renew_leases finds
--- them 'taken'), or, cut off, given up those it could not renew.
+-- them 'taken'), or, cut off, given up those it could not renew (while every
+-- worker reaches the server at the same address, as for the rescue).
 --
 -- A fresh schema, and a clean restart, open at once.
+--
+-- A worker of an older release claims without looking at the fence. While
+-- one is registered (a rolling deploy), claims stay durable: each worker's
+-- heartbeat marks its registry row fence_aware, and a claim commits without
+-- waiting for its flush only while every registered worker's row is.
 
 CREATE UNLOGGED TABLE IF NOT EXISTS {schema}.claims_open (
     -- One row at most.
@@ -24,3 +30,5 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {schema}.claims_open (
 );
 
 INSERT INTO {schema}.claims_open (since) VALUES ('-infinity') ON CONFLICT DO NOTHING;
+
+ALTER TABLE {schema}.workers ADD COLUMN IF NOT EXISTS fence_aware boolean NOT NULL DEFAULT false;
