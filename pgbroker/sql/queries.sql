@@ -580,8 +580,9 @@ WHERE "state" = 'consumed'
 GROUP BY 1;
 
 -- queue_stats_finished --
--- Done, dead and cancelled jobs kept per queue: index-only scans of those
--- states' ranges of queue_listed_idx (state, queue, ...).
+-- Done, dead and cancelled jobs kept per queue, read once a minute: most of the
+-- table, which PostgreSQL reads whole or through those states' ranges of
+-- queue_listed_idx (state, queue, ...), whichever it finds cheaper.
 SELECT queue_name,
        CASE WHEN "state" = 'done' THEN 'done' ELSE 'dead' END AS state,
        count(*) AS messages,
