@@ -66,6 +66,13 @@ class NetworkNamespace:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
 
+def _is_wal_writer(process: psutil.Process) -> bool:
+    try:
+        return "walwriter" in " ".join(process.cmdline())
+    except psutil.NoSuchProcess:  # a backend that just ended (a zombie too)
+        return False
+
+
 class TcpPostgres:
     """A PostgreSQL cluster of its own (Debian's ``postgresql`` binaries) on TCP
     at ``listen``, trusting that address's /24, which a test may stop and start."""
@@ -108,7 +115,8 @@ class TcpPostgres:
         postmaster.suspend()  # it forks no backend after its children are listed
         children = postmaster.children()
         for process in [*children, postmaster]:
-            process.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):  # a backend that just ended
+                process.kill()
         psutil.wait_procs([*children, postmaster], timeout=10)
 
     @contextlib.contextmanager
@@ -117,8 +125,7 @@ class TcpPostgres:
         flush (a claim) then stays in the WAL buffers until another commit
         flushes them, or a crash loses it."""
         postmaster = psutil.Process(int((self.data_dir / "postmaster.pid").read_text().split()[0]))
-        (writer,) = [child for child in postmaster.children()
-                     if "walwriter" in " ".join(child.cmdline())]
+        (writer,) = [child for child in postmaster.children() if _is_wal_writer(child)]
         writer.suspend()
         try:
             yield
