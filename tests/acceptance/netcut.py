@@ -111,7 +111,7 @@ class TcpPostgres:
         """Every process of the server killed at once, as when its machine dies:
         what it had not written out of its WAL buffers is lost. ``start``
         then recovers from the WAL."""
-        postmaster = psutil.Process(int((self.data_dir / "postmaster.pid").read_text().split()[0]))
+        postmaster = self._postmaster()
         postmaster.suspend()  # it forks no backend after its children are listed
         children = postmaster.children()
         for process in [*children, postmaster]:
@@ -124,7 +124,7 @@ class TcpPostgres:
         """The WAL writer paused (SIGSTOP): a commit that does not wait for its
         flush (a claim) then stays in the WAL buffers until another commit
         flushes them, or a crash loses it."""
-        postmaster = psutil.Process(int((self.data_dir / "postmaster.pid").read_text().split()[0]))
+        postmaster = self._postmaster()
         (writer,) = [child for child in postmaster.children() if _is_wal_writer(child)]
         writer.suspend()
         try:
@@ -132,6 +132,9 @@ class TcpPostgres:
         finally:
             with contextlib.suppress(psutil.NoSuchProcess):
                 writer.resume()
+
+    def _postmaster(self) -> psutil.Process:
+        return psutil.Process(int((self.data_dir / "postmaster.pid").read_text().split()[0]))
 
     def _as_postgres(self, *args: str) -> None:
         _run("runuser", "-u", "postgres", "--", *args)
