@@ -14,13 +14,14 @@ from collections.abc import Iterable, Iterator, Sequence
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _SPECIAL = re.compile(r"[\\\t\n\r]")
+_search_special = _SPECIAL.search
 
 
 def field(value: object) -> str:
     """One value as a COPY text field: NULL as ``\\N``, bytes as bytea hex."""
     if type(value) is str:
         # Most fields need no escape, and searching is cheaper than translating.
-        return value.translate(_ESCAPES) if _SPECIAL.search(value) else value
+        return value.translate(_ESCAPES) if _search_special(value) else value
     if value is None:
         return NULL
     if isinstance(value, bytes | bytearray | memoryview):
@@ -31,7 +32,13 @@ def field(value: object) -> str:
 
 def line(row: Sequence[object]) -> str:
     """One row as a line of COPY text, its fields split by tabs."""
-    return "\t".join(map(field, row)) + "\n"
+    # field()'s test for text, inlined: most fields are text, and a call each
+    # was a fifth of the line's cost.
+    return "\t".join([
+        (value.translate(_ESCAPES) if _search_special(value) else value)
+        if type(value) is str else field(value)
+        for value in row
+    ]) + "\n"
 
 
 class CopyStream:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import dramatiq
 import pytest
@@ -75,3 +76,30 @@ def test_only_storable_json_is_offered_to_a_jsonb_column():
     assert as_json_text(b"[1]", objects_only=False) == "[1]"
     assert as_json_text(b'{"a": NaN}') is None
     assert as_json_text(b"\x80\x04pickle") is None
+
+
+@pytest.mark.parametrize("args", [
+    (1, -2.5, 10**30, True, None),
+    ("héllo ✓", "tab\tand\nnewline", 'quote " and \\ backslash', "\U0001f600"),
+    ({"nested": [{"a": (1, 2)}, []], "": {}},),
+])
+def test_messages_are_the_json_the_standard_library_writes(args):
+    sent = message(*args, key=list(args))
+    text, _ = encode(sent)
+    assert text == json.dumps(sent.asdict(), ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":"))
+
+
+def test_a_message_that_contains_itself_fails_in_the_producer():
+    looped: list = []
+    looped.append(looped)
+    with pytest.raises(InvalidMessage, match="not valid JSON"):
+        encode(message(looped))
+
+
+def test_threads_encoding_at_once_each_get_their_own_message():
+    sent = [message(index, text="x" * index) for index in range(200)]
+    expected = [encode(m)[0] for m in sent]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(20):
+            assert list(pool.map(lambda m: encode(m)[0], sent)) == expected
