@@ -8,20 +8,16 @@ newline or a backslash in it arrives as written.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_SPECIAL = re.compile(r"[\\\t\n\r]")
-_search_special = _SPECIAL.search
 
 
 def field(value: object) -> str:
     """One value as a COPY text field: NULL as ``\\N``, bytes as bytea hex."""
     if type(value) is str:
-        # Most fields need no escape, and searching is cheaper than translating.
-        return value.translate(_ESCAPES) if _search_special(value) else value
+        return _text(value)
     if value is None:
         return NULL
     if isinstance(value, bytes | bytearray | memoryview):
@@ -30,13 +26,20 @@ def field(value: object) -> str:
     return str(value).translate(_ESCAPES)
 
 
+def _text(value: str) -> str:
+    # Tab, newline and carriage return are not printable: a string that is
+    # printable and has no backslash needs no escape. Testing that is half
+    # the cost of a regular expression's search, and translating it all.
+    return value if value.isprintable() and "\\" not in value else value.translate(_ESCAPES)
+
+
 def line(row: Sequence[object]) -> str:
     """One row as a line of COPY text, its fields split by tabs."""
-    # field()'s test for text, inlined: most fields are text, and a call each
-    # was a fifth of the line's cost.
+    # field() inlined for text and NULL, most of a row: a call a field was a
+    # fifth of the line's cost.
     return "\t".join([
-        (value.translate(_ESCAPES) if _search_special(value) else value)
-        if type(value) is str else field(value)
+        (value if value.isprintable() and "\\" not in value else value.translate(_ESCAPES))
+        if type(value) is str else NULL if value is None else field(value)
         for value in row
     ]) + "\n"
 

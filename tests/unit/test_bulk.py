@@ -19,6 +19,17 @@ def test_null_bytes_and_numbers() -> None:
     assert field(7) == "7"
 
 
+@pytest.mark.parametrize("text", [
+    "plain", "", "tab\there", "new\nline", "carriage\rreturn", "back\\slash", "\\N",
+    "vertical\x0btab", "nul\x00", "line\u2028separator", "no-break\u00a0space", "é中😀",
+])
+def test_text_is_escaped_exactly_as_translating_all_of_it_would(text) -> None:
+    everything_escaped = text.translate(str.maketrans(
+        {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}))
+    assert field(text) == everything_escaped
+    assert line((text, None, text)) == f"{everything_escaped}\t\\N\t{everything_escaped}\n"
+
+
 def test_a_row_is_a_line_of_tab_separated_fields() -> None:
     assert line(("a", None, 1)) + line(("b\tc", b"", 2)) == "a\t\\N\t1\nb\\tc\t\\\\x\t2\n"
 
