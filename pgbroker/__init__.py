@@ -2,7 +2,7 @@
 
 from .broker import PostgresBroker
 from .delivery import Delivery, JobCancelled, LeaseLost, current_delivery
-from .errors import EnqueueError, EnqueueTimeout, InvalidMessage, JobNotFound
+from .errors import EnqueueError, EnqueueTimeout, InvalidMessage, JobDeadLettered, JobNotFound
 from .lifecycle import WorkerLifecycle
 from .results import PostgresResults
 
@@ -12,6 +12,7 @@ __all__ = [
     "EnqueueTimeout",
     "InvalidMessage",
     "JobCancelled",
+    "JobDeadLettered",
     "JobNotFound",
     "LeaseLost",
     "PostgresBroker",

@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,7 +38,7 @@ from typing import Any, TypeVar
 
 import psycopg2
 from dramatiq.broker import Broker, MessageProxy
-from dramatiq.errors import ConnectionError, QueueJoinTimeout
+from dramatiq.errors import ConnectionError, DecodeError, QueueJoinTimeout
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware, MiddlewareError, default_middleware
 from psycopg2.extensions import connection as Connection
@@ -49,8 +50,15 @@ from .bulk import CopyStream
 from .consumer import PostgresConsumer
 from .db import DISCONNECTS, Pool, transaction
 from .delivery import Delivery, current_delivery
-from .encoding import encode
-from .errors import EnqueueError, EnqueueTimeout, InvalidMessage, unknown_actor
+from .encoding import decode, encode
+from .errors import (
+    EnqueueError,
+    EnqueueTimeout,
+    InvalidMessage,
+    JobDeadLettered,
+    unknown_actor,
+)
+from .failures import RecentFailures
 from .health import worker_problem
 from .leases import Inflight, LeaseKeeper
 from .lifecycle import ActorReturned, WorkerLifecycle
@@ -173,6 +181,8 @@ class PostgresBroker(Broker):
         # Per hook name: the middleware list it was read from, and the
         # middleware that define the hook (see _hooked).
         self._hooks: dict[str, tuple[list, list]] = {}
+        # For join(fail_fast=True): what the jobs this process dead-lettered raised.
+        self.recent_failures = RecentFailures()
 
     def add_middleware(self, middleware: Any, *, before: Any = None, after: Any = None) -> None:
         """Dramatiq's ``add_middleware``; by default before :class:`ActorReturned`,
@@ -633,6 +643,7 @@ class PostgresBroker(Broker):
         if delivery.gave_up:
             self._forget(delivery)
             return
+        self.recent_failures.record(delivery.message_id, getattr(message, "_exception", None))
         with self._finishing(delivery):
             self._send_pending(delivery)
             try:
@@ -774,20 +785,52 @@ class PostgresBroker(Broker):
         for queue_name in self.queues:
             self.flush(queue_name)
 
-    def join(self, queue_name: str, *, timeout: int | None = None) -> None:
+    def join(self, queue_name: str, *, fail_fast: bool = False,
+             timeout: int | None = None) -> None:
         """Wait until ``queue_name`` has nothing queued or running.
+
+        With ``fail_fast``, as Dramatiq's StubBroker: once it has nothing left,
+        raise if any of its messages was dead-lettered (since its last flush):
+        the job's own exception if this process's worker dead-lettered it (see
+        pgbroker/failures.py), else :class:`JobDeadLettered`.
 
         Raises:
             QueueJoinTimeout: after ``timeout`` ms.
+            JobDeadLettered: with ``fail_fast``, for the first message dead-lettered.
         """
         deadline = None if timeout is None else time.monotonic() + timeout / 1000
         while True:
             (pending,) = self.fetch("pending_count", queue_name=queue_name)[0]
             if pending == 0:
-                return
+                break
             if deadline is not None and time.monotonic() >= deadline:
                 raise QueueJoinTimeout(queue_name)
             time.sleep(0.05)
+        if fail_fast:
+            for _, message_id, _, _, error in self.fetch("dead_letters", queue_name=queue_name):
+                raised = self.recent_failures.get(message_id)
+                raise raised or JobDeadLettered(queue_name, message_id, error) from None
+
+    @property
+    def dead_letters(self) -> list[Message]:
+        """Every dead-lettered message, oldest first, as Dramatiq's StubBroker
+        lists them for tests (rows no decoder can read are left out)."""
+        return [message for _, message in self._dead_letters()]
+
+    @property
+    def dead_letters_by_queue(self) -> dict[str, list[Message]]:
+        """:attr:`dead_letters` by queue name."""
+        by_queue: dict[str, list[Message]] = defaultdict(list)
+        for queue_name, message in self._dead_letters():
+            by_queue[queue_name].append(message)
+        return by_queue
+
+    def _dead_letters(self) -> Iterator[tuple[str, Message]]:
+        for queue_name, _, text, data, _ in self.fetch("dead_letters", queue_name=None):
+            try:
+                yield queue_name, decode(text, data)
+            except DecodeError:
+                continue
 
 
 def _plain(message: Message | MessageProxy) -> Message:

@@ -557,6 +557,14 @@ SELECT count(*)
 FROM {schema}."queue"
 WHERE queue_name = %(queue_name)s AND "state" IN ('queued', 'consumed');
 
+-- dead_letters --
+-- Dead-lettered messages, oldest first, of one queue or (NULL) of all: the
+-- StubBroker's dead_letters and join(fail_fast=True), for tests.
+SELECT queue_name, message_id::text, message::text, message_bytes, last_error
+FROM {schema}."queue"
+WHERE "state" = 'rejected' AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s)
+ORDER BY finished_at, message_id;
+
 -- flush --
 -- Delete every message of one queue (dramatiq's flush(); tests and admin only).
 DELETE FROM {schema}."queue" WHERE queue_name = %(queue_name)s;

@@ -26,7 +26,7 @@ from dramatiq.errors import QueueJoinTimeout
 from dramatiq.middleware import Middleware, Retries, SkipMessage
 from dramatiq.results import ResultMissing
 
-from pgbroker import PostgresBroker, PostgresResults
+from pgbroker import JobDeadLettered, PostgresBroker, PostgresResults
 from tests.support import wait_for
 from tests.support.environment import DATABASE_URL, SCHEMA
 from tests.support.fixtures import query
@@ -266,6 +266,55 @@ def test_join_waits_for_delayed_and_running_messages_and_times_out(contract, sta
     start_worker(threads=2, queues=queues("record"))
     broker.join("contract-record", timeout=10_000)
     assert all(runs.count[key] == 1 for key in keys)
+
+
+def dead_letter_row(message_id: str, error: str, seconds_ago: int) -> None:
+    """Mark a stored message dead, as another process's worker would have."""
+    query('UPDATE {schema}."queue" SET "state" = \'rejected\', last_error = %s, '
+          "finished_at = now() - %s * interval '1 second' WHERE message_id = %s",
+          error, seconds_ago, message_id)
+
+
+def test_join_fail_fast_raises_the_exception_of_a_job_this_process_dead_lettered(
+        contract, start_worker, broker):
+    """As StubBroker's join(fail_fast=True): the job's own exception, in the joining thread."""
+    runs, actors = contract
+    start_worker(threads=2, queues=queues("boom"))
+    actors["boom"].send("fail-fast")
+    with pytest.raises(ValueError, match=r"^boom$") as raised:
+        broker.join("contract-boom", fail_fast=True, timeout=10_000)
+    # Raised by join: the job's own frames are not kept (pgbroker/failures.py).
+    assert [entry.name for entry in raised.traceback][-1] == "join"
+    assert runs.count["fail-fast"] == 1
+    broker.join("contract-boom", timeout=10_000)  # without fail_fast: nothing left, no error
+
+
+def test_join_fail_fast_names_a_job_another_process_dead_lettered(contract, broker):
+    _, actors = contract
+    older, newer = actors["boom"].send("elsewhere-1"), actors["boom"].send("elsewhere-2")
+    dead_letter_row(newer.message_id, "RuntimeError: far away", seconds_ago=1)
+    dead_letter_row(older.message_id, "KeyError: 'older'", seconds_ago=2)
+    with pytest.raises(JobDeadLettered, match="KeyError: 'older'") as raised:
+        broker.join("contract-boom", fail_fast=True, timeout=1_000)
+    assert (raised.value.queue_name, raised.value.message_id) == ("contract-boom",
+                                                                  older.message_id)
+
+
+def test_dead_letters_lists_the_dead_messages_oldest_first_by_queue(contract, broker):
+    _, actors = contract
+    first, second = actors["boom"].send("dead-1"), actors["fails"].send("dead-2")
+    alive = actors["boom"].send("alive")
+    unreadable = str(uuid.uuid4())
+    query('INSERT INTO {schema}."queue" (message_id, queue_name, "state", message, finished_at) '
+          "VALUES (%s, 'contract-boom', 'rejected', %s, now())",
+          unreadable, json.dumps({"not": "a message"}))
+    dead_letter_row(second.message_id, "RuntimeError: second", seconds_ago=1)
+    dead_letter_row(first.message_id, "ValueError: first", seconds_ago=2)
+
+    assert broker.dead_letters == [first, second]  # the unreadable row is left out
+    assert broker.dead_letters_by_queue == {"contract-boom": [first],
+                                            "contract-fails": [second]}
+    assert alive not in broker.dead_letters
 
 
 class HookCounter(Middleware):
