@@ -57,6 +57,12 @@ def docker_client(config: SandboxConfig) -> Any:
         import docker
     except ImportError as missing:  # pragma: no cover - a dependency of the project
         raise SandboxError("the docker package is not installed") from missing
+    socket_path = _unix_socket(config.docker_url or os.environ.get("DOCKER_HOST")
+                               or "unix:///var/run/docker.sock")
+    if socket_path is not None and not _accepts_connections(socket_path):
+        # Asked to connect there, the SDK (7.2) leaves its socket unclosed, and a
+        # laptop without Docker would see the warning fail its test run.
+        raise SandboxError(f"no Docker engine answers at {socket_path}")
     try:
         client = (docker.DockerClient(base_url=config.docker_url, timeout=30)
                   if config.docker_url else docker.from_env(timeout=30))
@@ -64,6 +70,24 @@ def docker_client(config: SandboxConfig) -> Any:
     except Exception as error:  # DockerException, requests' connection errors
         raise SandboxError(f"no Docker engine answers: {type(error).__name__}") from None
     return client
+
+
+def _unix_socket(base_url: str) -> str | None:
+    """The socket path of a ``unix://`` engine address, else None."""
+    for scheme in ("unix://", "http+unix://"):
+        if base_url.startswith(scheme):
+            return base_url.removeprefix(scheme)
+    return None
+
+
+def _accepts_connections(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 class DockerRuntime:
