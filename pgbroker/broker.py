@@ -29,7 +29,6 @@ import socket
 import threading
 import time
 import uuid
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,12 +36,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg2
+import psycopg2.errors
 from dramatiq.broker import Broker, MessageProxy
 from dramatiq.errors import ConnectionError, DecodeError, QueueJoinTimeout
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware, MiddlewareError, default_middleware
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
+from psycopg2.extensions import quote_ident
 
 from . import migrations
 from .acks import GroupAcker
@@ -63,6 +64,7 @@ from .health import worker_problem
 from .leases import Inflight, LeaseKeeper
 from .lifecycle import ActorReturned, WorkerLifecycle
 from .listener import Listener
+from .prepared import PreparedStatements
 from .queries import channel_prefix, queries
 from .redact import redact
 from .registry import WorkerSession
@@ -77,16 +79,17 @@ MAX_CHANNEL_BYTES = 63
 # now streams through a single COPY).
 ENQUEUE_PAGE_SIZE = 1000
 
-# The worker's statements run for every job, and planning them (the queue table
-# has a dozen partial indexes to weigh) took 0.6 ms each, longer than running
-# them: they are prepared once per connection. Only the worker's: it needs a
-# direct or session-mode connection anyway (it LISTENs), while producers may
-# go through a transaction-mode pooler, where a prepared statement would not
-# follow them. Parameters in order, with their types.
+# The statements run for every job, each planned once per connection (see
+# pgbroker/prepared.py): planning them took longer than running them, the
+# queue table having a dozen partial indexes to weigh. Parameters in order,
+# with their types.
 PREPARED: dict[str, list[tuple[str, str]]] = {
     "claim": [("queue_name", "text"), ("limit", "int"), ("owner", "text"),
               ("lease_seconds", "float8")],
     "ack_many": [("message_ids", "uuid[]"), ("delivery_ids", "uuid[]")],
+    "enqueue_new": [("message_id", "uuid"), ("queue_name", "text"), ("message", "jsonb"),
+                    ("message_bytes", "bytea"), ("priority", "smallint"),
+                    ("delay_ms", "integer"), ("last_error", "text")],
 }
 
 
@@ -142,9 +145,8 @@ class PostgresBroker(Broker):
         self.schema = schema
         self.queries = queries(schema)
         self._sql_text: dict[str, str] = {}
-        # The prepared statements of each pool connection (see PREPARED).
-        self._prepared_on: weakref.WeakKeyDictionary[Connection, set[str]] = (
-            weakref.WeakKeyDictionary())
+        self.prepared = PreparedStatements(PREPARED, self._text)
+        self._notify: dict[str, str] = {}  # per queue, the NOTIFY that wakes its consumers
         self.enqueue_timeout = enqueue_timeout
         self.lease_timeout = lease_timeout
         self.poll_interval = poll_interval
@@ -402,6 +404,8 @@ class PostgresBroker(Broker):
                 return self._copy(cur, (self._row(message, None) for message in messages),
                                   fence, queue_names)
             if len(rows) == 1:
+                if sender is None and connection is None and self._insert_new(cur, rows[0]):
+                    return 1
                 # One message may be a retry of a stored one (an upsert).
                 cur.execute(self._text("enqueue", cur.connection), (*rows[0], *fence))
                 return cur.fetchone()[0]
@@ -448,6 +452,22 @@ class PostgresBroker(Broker):
             raise
         cur.execute(self._text("enqueue_wake", conn), (queue_names,))
         return stream.rows
+
+    def _insert_new(self, cur: Cursor, row: tuple) -> bool:
+        """Store one message sent outside a job, on a pool connection, and wake
+        its queue's consumers: one prepared INSERT, with no function to call and
+        no row to read back (half the server time of ``enqueue``). False if the
+        message is stored already (sent again), which ``enqueue`` re-queues."""
+        queue_name = row[1]
+        wake = self._notify.get(queue_name)
+        if wake is None:
+            channel = quote_ident(self.channel(queue_name), cur.connection)
+            wake = self._notify[queue_name] = f"NOTIFY {channel}"
+        try:
+            self.prepared.execute(cur, "enqueue_new", row, then=wake)
+        except psycopg2.errors.UniqueViolation:
+            return False
+        return True
 
     def _send_pending(self, delivery: Delivery) -> None:
         """Send what the delivery's job could not while the database was away.
@@ -748,8 +768,7 @@ class PostgresBroker(Broker):
         self.ensure_schema()
         with self.pool.connection(self.enqueue_timeout) as conn, conn.cursor() as cur:
             if name in PREPARED:
-                cur.execute(self._prepared(conn, cur, name),
-                            [params[param] for param, _ in PREPARED[name]])
+                self.prepared.execute(cur, name, [params[param] for param, _ in PREPARED[name]])
                 return result(cur)
             cur.execute(self._text(name, conn), params)
             return result(cur)
@@ -761,14 +780,6 @@ class PostgresBroker(Broker):
         if text is None:
             text = self._sql_text[name] = self.queries[name].as_string(conn)
         return text
-
-    def _prepared(self, conn: Connection, cur: Cursor, name: str) -> str:
-        """The EXECUTE of query ``name``, prepared on ``conn`` at its first use there."""
-        done = self._prepared_on.setdefault(conn, set())
-        if name not in done:
-            cur.execute(prepare_statement(name, self.queries[name].as_string(conn)))
-            done.add(name)
-        return execute_statement(name)
 
     # -- dramatiq's testing helpers ----------------------------------------
 
@@ -855,20 +866,6 @@ def is_new_singleton(message: Message) -> bool:
     if slot is not None and not isinstance(slot, int):
         raise InvalidMessage("singleton_slot must be an integer")
     return True
-
-
-def prepare_statement(name: str, text: str) -> str:
-    """The PREPARE of ``PREPARED`` query ``name``, from its rendered ``text``."""
-    for number, (param, _) in enumerate(PREPARED[name], start=1):
-        text = text.replace(f"%({param})s", f"${number}")
-    types = ", ".join(kind for _, kind in PREPARED[name])
-    return f"PREPARE pts_{name} ({types}) AS {text.replace('%%', '%')}"
-
-
-def execute_statement(name: str) -> str:
-    """The EXECUTE of ``PREPARED`` query ``name``, its parameters as psycopg2's ``%s``."""
-    marks = ", ".join(f"%s::{kind}" for _, kind in PREPARED[name])
-    return f"EXECUTE pts_{name} ({marks})"
 
 
 def failure_text(message: MessageProxy, actors: Container[str]) -> str:

@@ -11,6 +11,16 @@
 SELECT {schema}.enqueue_one(%s::uuid, %s::text, %s::jsonb, %s::bytea, %s::smallint,
                             %s::integer, %s::text, %s::uuid, %s::uuid);
 
+-- enqueue_new --
+-- Store one new message, sent outside a job (prepared: see PREPARED in
+-- broker.py): enqueue_one()'s insert without its fence or upsert. A message
+-- stored already fails on the primary key, and goes to enqueue instead.
+INSERT INTO {schema}."queue"
+    (message_id, queue_name, "state", message, message_bytes, priority, available_at,
+     last_error)
+VALUES (%(message_id)s, %(queue_name)s, 'queued', %(message)s, %(message_bytes)s,
+        %(priority)s, now() + %(delay_ms)s * interval '1 millisecond', %(last_error)s);
+
 -- enqueue_batch --
 -- Store new messages in bulk (send_many), one array a column: enqueue_many().
 -- Returns how many were written.

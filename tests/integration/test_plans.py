@@ -1,4 +1,4 @@
-"""The worker's prepared statements keep their index plans once the queue table
+"""The prepared statements keep their index plans once the queue table
 has statistics, in their generic plan too: PostgreSQL may run that plan from a
 statement's sixth run on (and always does with plan_cache_mode =
 force_generic_plan). It cannot see the claim's LIMIT or the ack's array sizes,
@@ -7,9 +7,12 @@ the whole table."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from pgbroker.broker import PREPARED, execute_statement, prepare_statement
+from pgbroker.broker import PREPARED
+from pgbroker.prepared import execute_statement, prepare_statement
 from tests.support.fixtures import db, query
 
 
@@ -22,11 +25,14 @@ def test_the_generic_plan_reads_no_whole_table(broker, name):
     query('ANALYZE {schema}."queue"')
     running = query('SELECT array_agg(message_id::text), array_agg(delivery_id::text) '
                     'FROM {schema}."queue" WHERE state = \'consumed\'')[0]
-    params = {"claim": ("probe-record", 16, "plan-test", 20.0), "ack_many": running}[name]
+    params = {"claim": ("probe-record", 16, "plan-test", 20.0), "ack_many": running,
+              "enqueue_new": (str(uuid.uuid4()), "probe-record", "{}", None, 0, 0, None)}[name]
     with db() as conn, conn.cursor() as cur:
         cur.execute("SET plan_cache_mode = force_generic_plan")
-        cur.execute(prepare_statement(name, broker.queries[name].as_string(conn)))
-        cur.execute(f"EXPLAIN (FORMAT JSON) {execute_statement(name)}", params)
+        text = broker.queries[name].as_string(conn)
+        cur.execute(prepare_statement(name, text, PREPARED[name]))
+        cur.execute(f"EXPLAIN (FORMAT JSON) {execute_statement(name, text, PREPARED[name])}",
+                    params)
         plan = cur.fetchone()[0][0]["Plan"]
         conn.rollback()
 

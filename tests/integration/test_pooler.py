@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ import pytest
 from pgbroker import PostgresBroker
 from tests.support import free_port, job_in, require, wait_for
 from tests.support.environment import DATABASE_URL, SCHEMA
+from tests.support.fixtures import query
 from tests.support.workload import probe_record
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -40,7 +42,9 @@ def transaction_pooler() -> Iterator[str]:
         f"[databases]\n{dbname} = host={host} port={target.port or 5432} dbname={dbname}\n"
         f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n"
         f"auth_type = trust\nauth_file = {workdir / 'users.txt'}\n"
-        "pool_mode = transaction\nunix_socket_dir =\n"
+        # Fewer server connections than the producers' threads: their
+        # transactions move between them, prepared statements or not.
+        "pool_mode = transaction\ndefault_pool_size = 3\nunix_socket_dir =\n"
         f"logfile = {workdir / 'pgbouncer.log'}\n"
     )
     (workdir / "users.txt").write_text(f'"{user}" ""\n')
@@ -84,3 +88,28 @@ def test_a_producer_behind_a_transaction_mode_pooler_enqueues_and_wakes_workers(
     for message in messages:
         job_in(message.message_id, "done")
 
+
+
+def test_producer_threads_behind_a_transaction_pooler_store_every_message_once(
+    transaction_pooler, broker
+):
+    producer = PostgresBroker(url=transaction_pooler, schema=SCHEMA, pool_size=8)
+    sent: list[str] = []
+
+    def produce(thread: int) -> None:
+        for i in range(25):
+            sent.append(producer.enqueue(probe_record.message(key=f"t{thread}-{i}")).message_id)
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        producer.close()
+
+    assert len(sent) == 200
+    stored = query('SELECT count(*) FROM {schema}."queue" WHERE message_id = ANY(%s::uuid[])',
+                   sent)
+    assert stored == [(200,)]
