@@ -7,12 +7,15 @@ statement, each autocommitted, the median of ``--repeats`` rounds, every step in
 each round:
 
 * ``send()``: Dramatiq's ``actor.send`` on this project's broker;
-* ``enqueue_one()``: the function ``send()`` calls, called with psycopg2 alone;
-* a bare ``INSERT`` with a NOTIFY into the queue table, with all its indexes;
-* the same into a copy of the table with only its primary key;
-* the Python floor's ``INSERT`` with a NOTIFY (``bench/floor.py``).
+* the prepared ``INSERT`` with a NOTIFY that ``send()`` runs, with psycopg2 alone;
+* the same ``INSERT`` sent as text, as psycopg2 sends a statement;
+* that into a copy of the table with only its primary key;
+* the Python floor's ``INSERT`` with a NOTIFY (``bench/floor.py``);
+* ``enqueue_one()``, which stores a message sent inside a job (fenced by its
+  delivery) or sent again, called with psycopg2 alone.
 
-Each rate is printed with its share of the one below it, and of the floor.
+Each rate down to the floor's is printed with its share of the one below it,
+and every rate with its share of the floor's.
 """
 
 from __future__ import annotations
@@ -28,14 +31,17 @@ from collections.abc import Callable
 import psycopg2
 
 from bench import broker_bench, floor
+from pgbroker.broker import PREPARED
+from pgbroker.prepared import PreparedStatements
 
 SCHEMA = broker_bench.SCHEMAS["ours"]
 MESSAGE = json.dumps({"queue_name": "bench", "actor_name": "noop", "args": [1], "kwargs": {},
                       "options": {}, "message_id": "x", "message_timestamp": 1})
 ENQUEUE_ONE = (f"SELECT {SCHEMA}.enqueue_one(%s::uuid, %s::text, %s::jsonb, %s::bytea, "
                "%s::smallint, %s::integer, %s::text, %s::uuid, %s::uuid)")
-BARE_INSERT = ("INSERT INTO {table} (message_id, queue_name, state, message) "
-               "VALUES (%s, 'bench', 'queued', %s); NOTIFY bench_ceiling")
+BARE_INSERT = ("INSERT INTO {table} (message_id, queue_name, state, message, message_bytes, "
+               "priority, available_at, last_error) VALUES (%s, 'bench', 'queued', %s, NULL, "
+               "0, now() + 0 * interval '1 millisecond', NULL); NOTIFY bench_ceiling")
 
 
 def rate(step: Callable[[], object], sends: int) -> float:
@@ -66,16 +72,20 @@ def main() -> None:
         conn = psycopg2.connect(url)
         conn.autocommit = True
         cur = conn.cursor()
+        statements = PreparedStatements(PREPARED, workers.BROKER._text)
         steps: dict[str, Callable[[], object]] = {
             "send()": lambda: workers.noop.send(1),
-            "enqueue_one()": lambda: cur.execute(ENQUEUE_ONE, (
-                str(uuid.uuid4()), "bench", MESSAGE, None, 0, 0, None, None, None)),
-            "bare INSERT, all indexes": lambda: cur.execute(
+            "its INSERT, prepared": lambda: statements.execute(
+                cur, "enqueue_new", (str(uuid.uuid4()), "bench", MESSAGE, None, 0, 0, None),
+                then="NOTIFY bench_ceiling"),
+            "its INSERT as text": lambda: cur.execute(
                 BARE_INSERT.format(table=f"{SCHEMA}.queue"), (str(uuid.uuid4()), MESSAGE)),
-            "bare INSERT, primary key only": lambda: cur.execute(
+            "as text, primary key only": lambda: cur.execute(
                 BARE_INSERT.format(table=f"{SCHEMA}.queue_pkey_only"),
                 (str(uuid.uuid4()), MESSAGE)),
             "floor INSERT": lambda: cur.execute(floor.ENQUEUE, (MESSAGE,)),
+            "enqueue_one()": lambda: cur.execute(ENQUEUE_ONE, (
+                str(uuid.uuid4()), "bench", MESSAGE, None, 0, 0, None, None, None)),
         }
         rates: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(args.repeats):
@@ -89,7 +99,7 @@ def main() -> None:
     print(f"{'step':<32} {'sends/s':>8} {'of the next':>12} {'of the floor':>13}")
     for index, name in enumerate(names):
         following = (f"{medians[name] / medians[names[index + 1]]:.0%}"
-                     if index + 1 < len(names) else "")
+                     if index + 1 < names.index("floor INSERT") + 1 else "")
         print(f"{name:<32} {medians[name]:>8,.0f} {following:>12} "
               f"{medians[name] / medians['floor INSERT']:>13.0%}")
 
