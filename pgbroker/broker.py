@@ -477,8 +477,9 @@ class PostgresBroker(Broker):
     def _insert_new(self, cur: Cursor, row: tuple) -> bool:
         """Store one message sent outside a job, on a pool connection, and wake
         its queue's consumers: one prepared INSERT, with no function to call and
-        no row to read back (half the server time of ``enqueue``). False if the
-        message is stored already (sent again), which ``enqueue`` re-queues."""
+        no row to read back (pgbench: 125-163 us against ``enqueue``'s 173-207
+        at synchronous_commit off). False if the message is stored already
+        (sent again), which ``enqueue`` re-queues."""
         queue_name = row[1]
         wake = self._notify.get(queue_name)
         if wake is None:
