@@ -89,7 +89,6 @@ def test_a_producer_behind_a_transaction_mode_pooler_enqueues_and_wakes_workers(
         job_in(message.message_id, "done")
 
 
-
 def test_producer_threads_behind_a_transaction_pooler_store_every_message_once(
     transaction_pooler, broker
 ):

@@ -12,6 +12,7 @@ from dramatiq.message import Message
 
 from pgbroker.broker import PREPARED
 from pgbroker.prepared import PreparedStatements, statement_name
+from pgbroker.queries import queries
 from tests.support.environment import DATABASE_URL
 from tests.support.fixtures import db, query
 
@@ -77,8 +78,6 @@ def test_a_statement_another_client_prepared_on_the_connection_is_used(broker):
 
 
 def test_statements_of_two_schemas_have_two_names(broker):
-    from pgbroker.queries import queries
-
     other = queries("other_schema")["enqueue_new"]
     with db() as conn:
         texts = {broker._text("enqueue_new", conn), other.as_string(conn)}
