@@ -39,9 +39,6 @@ MESSAGE = json.dumps({"queue_name": "bench", "actor_name": "noop", "args": [1], 
                       "options": {}, "message_id": "x", "message_timestamp": 1})
 ENQUEUE_ONE = (f"SELECT {SCHEMA}.enqueue_one(%s::uuid, %s::text, %s::jsonb, %s::bytea, "
                "%s::smallint, %s::integer, %s::text, %s::uuid, %s::uuid)")
-BARE_INSERT = ("INSERT INTO {table} (message_id, queue_name, state, message, message_bytes, "
-               "priority, available_at, last_error) VALUES (%s, 'bench', 'queued', %s, NULL, "
-               "0, now() + 0 * interval '1 millisecond', NULL); NOTIFY bench_ceiling")
 
 
 def rate(step: Callable[[], object], sends: int) -> float:
@@ -73,16 +70,22 @@ def main() -> None:
         conn.autocommit = True
         cur = conn.cursor()
         statements = PreparedStatements(PREPARED, workers.BROKER._text)
+        # The same INSERT and parameters as text, as psycopg2 sends a statement.
+        as_text = (workers.BROKER._text("enqueue_new", conn).rstrip().rstrip(";")
+                   + ";\nNOTIFY bench_ceiling")
+        pkey_only = as_text.replace('."queue"', ".queue_pkey_only")
+        assert pkey_only != as_text
+
+        def params() -> dict[str, object]:
+            return {"message_id": str(uuid.uuid4()), "queue_name": "bench", "message": MESSAGE,
+                    "message_bytes": None, "priority": 0, "delay_ms": 0, "last_error": None}
+
         steps: dict[str, Callable[[], object]] = {
             "send()": lambda: workers.noop.send(1),
             "its INSERT, prepared": lambda: statements.execute(
-                cur, "enqueue_new", (str(uuid.uuid4()), "bench", MESSAGE, None, 0, 0, None),
-                then="NOTIFY bench_ceiling"),
-            "its INSERT as text": lambda: cur.execute(
-                BARE_INSERT.format(table=f"{SCHEMA}.queue"), (str(uuid.uuid4()), MESSAGE)),
-            "as text, primary key only": lambda: cur.execute(
-                BARE_INSERT.format(table=f"{SCHEMA}.queue_pkey_only"),
-                (str(uuid.uuid4()), MESSAGE)),
+                cur, "enqueue_new", list(params().values()), then="NOTIFY bench_ceiling"),
+            "its INSERT as text": lambda: cur.execute(as_text, params()),
+            "as text, primary key only": lambda: cur.execute(pkey_only, params()),
             "floor INSERT": lambda: cur.execute(floor.ENQUEUE, (MESSAGE,)),
             "enqueue_one()": lambda: cur.execute(ENQUEUE_ONE, (
                 str(uuid.uuid4()), "bench", MESSAGE, None, 0, 0, None, None, None)),

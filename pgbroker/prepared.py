@@ -33,9 +33,11 @@ logger = logging.getLogger(__name__)
 Params = list[tuple[str, str]]
 
 
-def statement_name(name: str, text: str) -> str:
-    """The server-side name of query ``name`` rendered as ``text``."""
-    return f"pts_{name}_{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+def statement_name(name: str, text: str, params: Params) -> str:
+    """The server-side name of query ``name`` rendered as ``text``, with
+    ``params``: another text or parameter type is another name."""
+    digest = hashlib.sha1(repr((text, params)).encode()).hexdigest()[:12]
+    return f"pts_{name}_{digest}"
 
 
 def prepare_statement(name: str, text: str, params: Params) -> str:
@@ -44,14 +46,15 @@ def prepare_statement(name: str, text: str, params: Params) -> str:
     for number, (param, _) in enumerate(params, start=1):
         body = body.replace(f"%({param})s", f"${number}")
     types = ", ".join(kind for _, kind in params)
-    return f"PREPARE {statement_name(name, text)} ({types}) AS {body.replace('%%', '%')}"
+    return (f"PREPARE {statement_name(name, text, params)} ({types}) "
+            f"AS {body.replace('%%', '%')}")
 
 
 def execute_statement(name: str, text: str, params: Params) -> str:
     """The EXECUTE of query ``name`` rendered as ``text``, its parameters as
     psycopg2's ``%s``."""
     marks = ", ".join(f"%s::{kind}" for _, kind in params)
-    return f"EXECUTE {statement_name(name, text)} ({marks})"
+    return f"EXECUTE {statement_name(name, text, params)} ({marks})"
 
 
 class PreparedStatements:
@@ -64,10 +67,11 @@ class PreparedStatements:
     def __init__(self, specs: dict[str, Params], render: Callable[[str, Connection], str]) -> None:
         self.specs = specs
         self._render = render
-        # Per connection: the names prepared on it, or None once it sends
-        # plain text instead (a pooler that keeps losing them).
-        self._on: weakref.WeakKeyDictionary[Connection, set[str] | None] = (
-            weakref.WeakKeyDictionary())
+        # Per connection: the names prepared on it.
+        self._on: weakref.WeakKeyDictionary[Connection, set[str]] = weakref.WeakKeyDictionary()
+        # The connections that send plain text instead (a pooler that keeps
+        # losing their statements).
+        self._plain_text: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._executes: dict[tuple[str, str], str] = {}
 
     def execute(self, cur: Cursor, name: str, values: Sequence[Any], then: str = "") -> None:
@@ -76,12 +80,12 @@ class PreparedStatements:
         parameters; they may be utility statements such as NOTIFY, which
         cannot be prepared)."""
         conn = cur.connection
-        prepared = self._on.get(conn, set())
-        if prepared is None:
+        if conn in self._plain_text:
             self._execute_plain(cur, name, values, then)
             return
+        prepared = self._on.setdefault(conn, set())
         if name not in prepared:
-            self._prepare(cur, name)
+            self._prepare(cur, name, prepared)
         try:
             cur.execute(self._execute(name, conn, then), values)
             return
@@ -89,29 +93,31 @@ class PreparedStatements:
             # Not on this server connection: a pooler moved us, or DISCARD ALL
             # ran. The EXECUTE failed before running anything.
             if _aborted(conn):
-                raise  # and took the caller's transaction with it: theirs to retry
+                # And took the caller's transaction with it: theirs to retry,
+                # and the retry prepares it again.
+                prepared.discard(name)
+                raise
             logger.debug("statement %s was not on the server connection: preparing it again", name)
-        self._prepare(cur, name)
+        self._prepare(cur, name, prepared)
         try:
             cur.execute(self._execute(name, conn, then), values)
         except psycopg2.errors.InvalidSqlStatementName:
             logger.info("statements are lost between transactions on this connection (a "
                         "transaction-mode pooler?): it sends them as plain text from now on")
-            self._on[conn] = None
+            self._plain_text.add(conn)
             self._execute_plain(cur, name, values, then)
 
-    def _prepare(self, cur: Cursor, name: str) -> None:
+    def _prepare(self, cur: Cursor, name: str, prepared: set[str]) -> None:
         conn = cur.connection
         try:
             cur.execute(prepare_statement(name, self._render(name, conn), self.specs[name]))
         except psycopg2.errors.DuplicatePreparedStatement:
             # Prepared on this server connection already, from the same text
-            # (the name says so), by us or another client of a pooler.
+            # and types (the name says so), by us or another client of a pooler.
             if _aborted(conn):
+                prepared.add(name)  # the caller's retry uses it
                 raise
-        prepared = self._on.setdefault(conn, set())
-        if prepared is not None:
-            prepared.add(name)
+        prepared.add(name)
 
     def _execute(self, name: str, conn: Connection, then: str) -> str:
         key = (name, then)
@@ -132,4 +138,5 @@ def _aborted(conn: Connection) -> bool:
 
 def _followed(text: str, then: str) -> str:
     # psycopg2 reads every "%" of the text as a placeholder or an escape.
-    return f"{text.rstrip().rstrip(';')}; {then.replace('%', '%%')}" if then else text
+    # A line of its own: a text that ends in a comment does not swallow it.
+    return f"{text.rstrip().rstrip(';')};\n{then.replace('%', '%%')}" if then else text

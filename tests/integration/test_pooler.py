@@ -108,6 +108,7 @@ def test_producer_threads_behind_a_transaction_pooler_store_every_message_once(
     finally:
         producer.close()
 
+    assert not any(thread.is_alive() for thread in threads)
     assert len(sent) == 200
     stored = query('SELECT count(*) FROM {schema}."queue" WHERE message_id = ANY(%s::uuid[])',
                    sent)

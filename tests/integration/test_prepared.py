@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg2
+import psycopg2.errors
+import pytest
 from dramatiq.message import Message
 
 from pgbroker.broker import PREPARED
@@ -81,7 +83,52 @@ def test_statements_of_two_schemas_have_two_names(broker):
     other = queries("other_schema")["enqueue_new"]
     with db() as conn:
         texts = {broker._text("enqueue_new", conn), other.as_string(conn)}
-    assert len({statement_name("enqueue_new", text) for text in texts}) == 2
+    params = PREPARED["enqueue_new"]
+    assert len({statement_name("enqueue_new", text, params) for text in texts}) == 2
+    wider = [(param, "bigint" if param == "delay_ms" else kind) for param, kind in params]
+    assert statement_name("enqueue_new", min(texts), wider) != statement_name(
+        "enqueue_new", min(texts), params)
+
+
+def test_inside_a_transaction_a_lost_statement_is_prepared_again_on_the_retry(broker):
+    """The failed EXECUTE aborts the caller's transaction, which is the
+    caller's to retry: after its rollback, the retry prepares it again."""
+    statements = PreparedStatements(PREPARED, broker._text)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    conn = psycopg2.connect(DATABASE_URL)
+    try:
+        with conn.cursor() as cur:
+            statements.execute(cur, "enqueue_new", row_of(first))
+            conn.commit()
+            cur.execute("DEALLOCATE ALL")
+            with pytest.raises(psycopg2.errors.InvalidSqlStatementName):
+                statements.execute(cur, "enqueue_new", row_of(second))
+            conn.rollback()
+            statements.execute(cur, "enqueue_new", row_of(second))
+            conn.commit()
+    finally:
+        conn.close()
+
+    assert stored(first, second) == 2
+
+
+def test_inside_a_transaction_a_statement_found_prepared_is_used_on_the_retry(broker):
+    ours, theirs = (PreparedStatements(PREPARED, broker._text) for _ in range(2))
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    conn = psycopg2.connect(DATABASE_URL)
+    try:
+        with conn.cursor() as cur:
+            theirs.execute(cur, "enqueue_new", row_of(first))
+            conn.commit()
+            with pytest.raises(psycopg2.errors.DuplicatePreparedStatement):
+                ours.execute(cur, "enqueue_new", row_of(second))
+            conn.rollback()
+            ours.execute(cur, "enqueue_new", row_of(second))
+            conn.commit()
+    finally:
+        conn.close()
+
+    assert stored(first, second) == 2
 
 
 def test_a_message_sent_again_after_it_finished_is_queued_again(broker):
