@@ -5,13 +5,14 @@ each time. For the hot statements that is much of their server time: an
 INSERT into the queue table, with its seven indexes, spends more in parse and
 plan than in the insert. A prepared statement is planned once per connection.
 
-A statement's name carries a digest of its text, so one name always means
-one text: on a server connection shared through a transaction-mode pooler
-(PgBouncer), another client, schema or release cannot have prepared a
-different statement under it. Such a pooler may run each transaction on a
-server connection that has not seen our PREPARE; the EXECUTE then fails
-without running, the statement is prepared there, and a connection on which
-it still cannot be found sends its statements as plain text from then on.
+A statement's name carries a digest of its text and parameter types, so one
+name always means one statement: on a server connection shared through a
+transaction-mode pooler (PgBouncer), another client, schema or release cannot
+have prepared a different statement under it. Such a pooler may run each
+transaction on a server connection that has not seen our PREPARE; the EXECUTE
+then fails without running, the statement is prepared there, and a connection
+on which it still cannot be found sends its statements as plain text from then
+on.
 """
 
 from __future__ import annotations
