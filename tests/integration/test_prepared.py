@@ -47,6 +47,29 @@ def autocommitted() -> Iterator:
         conn.close()
 
 
+@contextmanager
+def in_transactions() -> Iterator[tuple]:
+    """A connection of the test's own and its cursor, statements in
+    transactions the test commits or rolls back."""
+    conn = psycopg2.connect(DATABASE_URL)
+    try:
+        with conn.cursor() as cur:
+            yield conn, cur
+    finally:
+        conn.close()
+
+
+def stored_on_the_retry(conn, cur, statements: PreparedStatements, row: tuple,
+                        error: type[Exception]) -> None:
+    """The caller's part: its first try raises ``error``, which aborts its
+    transaction; after a rollback, its retry stores ``row``."""
+    with pytest.raises(error):
+        statements.execute(cur, "enqueue_new", row)
+    conn.rollback()
+    statements.execute(cur, "enqueue_new", row)
+    conn.commit()
+
+
 def prepared_names(cur) -> list[str]:
     cur.execute("SELECT name FROM pg_prepared_statements ORDER BY name")
     return [name for (name,) in cur.fetchall()]
@@ -95,19 +118,12 @@ def test_inside_a_transaction_a_lost_statement_is_prepared_again_on_the_retry(br
     caller's to retry: after its rollback, the retry prepares it again."""
     statements = PreparedStatements(PREPARED, broker._text)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    conn = psycopg2.connect(DATABASE_URL)
-    try:
-        with conn.cursor() as cur:
-            statements.execute(cur, "enqueue_new", row_of(first))
-            conn.commit()
-            cur.execute("DEALLOCATE ALL")
-            with pytest.raises(psycopg2.errors.InvalidSqlStatementName):
-                statements.execute(cur, "enqueue_new", row_of(second))
-            conn.rollback()
-            statements.execute(cur, "enqueue_new", row_of(second))
-            conn.commit()
-    finally:
-        conn.close()
+    with in_transactions() as (conn, cur):
+        statements.execute(cur, "enqueue_new", row_of(first))
+        conn.commit()
+        cur.execute("DEALLOCATE ALL")
+        stored_on_the_retry(conn, cur, statements, row_of(second),
+                            psycopg2.errors.InvalidSqlStatementName)
 
     assert stored(first, second) == 2
 
@@ -115,18 +131,11 @@ def test_inside_a_transaction_a_lost_statement_is_prepared_again_on_the_retry(br
 def test_inside_a_transaction_a_statement_found_prepared_is_used_on_the_retry(broker):
     ours, theirs = (PreparedStatements(PREPARED, broker._text) for _ in range(2))
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    conn = psycopg2.connect(DATABASE_URL)
-    try:
-        with conn.cursor() as cur:
-            theirs.execute(cur, "enqueue_new", row_of(first))
-            conn.commit()
-            with pytest.raises(psycopg2.errors.DuplicatePreparedStatement):
-                ours.execute(cur, "enqueue_new", row_of(second))
-            conn.rollback()
-            ours.execute(cur, "enqueue_new", row_of(second))
-            conn.commit()
-    finally:
-        conn.close()
+    with in_transactions() as (conn, cur):
+        theirs.execute(cur, "enqueue_new", row_of(first))
+        conn.commit()
+        stored_on_the_retry(conn, cur, ours, row_of(second),
+                            psycopg2.errors.DuplicatePreparedStatement)
 
     assert stored(first, second) == 2
 
